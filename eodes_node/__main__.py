@@ -1,0 +1,3 @@
+from eodes_node.cli import main
+
+main()

@@ -1,0 +1,242 @@
+"""The electronic certificate of origin (e-CO) as the issuing system submits it.
+
+Models are strict, frozen and closed (``extra="forbid"``): a field we do not know is an
+error, never silently dropped. Field-level checks (formats, code lists) live in the types
+below; rules that relate several fields are table-driven and live in ``rules.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
+
+from eodes_node.core.codes import UNITS_OF_MEASURE, country_codes, currency_codes
+
+
+class Record(BaseModel):
+    """Base of every wire and record model."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+
+
+def _country(value: str) -> str:
+    if value not in country_codes():
+        raise PydanticCustomError(
+            "country_code",
+            "{value!r} is not an ISO 3166-1 alpha-2 country code",
+            {"value": value},
+        )
+    return value
+
+
+def _currency(value: str) -> str:
+    if value not in currency_codes():
+        raise PydanticCustomError(
+            "currency_code", "{value!r} is not an ISO 4217 currency code", {"value": value}
+        )
+    return value
+
+
+def _unit(value: str) -> str:
+    if value not in UNITS_OF_MEASURE:
+        raise PydanticCustomError(
+            "unit_code",
+            "{value!r} is not a UN/ECE Recommendation 20 unit code accepted on certificates "
+            "(for example KGM, C62, LTR)",
+            {"value": value},
+        )
+    return value
+
+
+_HS_CODE = re.compile(r"[0-9]{6,10}")
+
+
+def _hs_code(value: str) -> str:
+    if not _HS_CODE.fullmatch(value):
+        raise PydanticCustomError(
+            "hs_code",
+            "HS code must be 6 to 10 digits with no dots or spaces, got {value!r}",
+            {"value": value},
+        )
+    return value
+
+
+_DECIMAL = re.compile(r"(0|[1-9][0-9]{0,14})(\.[0-9]{1,6})?")
+
+
+def _decimal(value: Any) -> Any:
+    # Amounts travel as strings so no binary float ever rounds a quantity or a price.
+    if isinstance(value, Decimal) and value.is_finite() and value >= 0:
+        return value
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        return Decimal(value)
+    raise PydanticCustomError(
+        "decimal_string",
+        'must be a non-negative decimal written as a JSON string such as "1250.50" '
+        "(at most 15 integer and 6 fractional digits), got {value!r}",
+        {"value": value},
+    )
+
+
+CountryCode = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=2),
+    AfterValidator(_country),
+]
+CurrencyCode = Annotated[
+    str, StringConstraints(min_length=3, max_length=3), AfterValidator(_currency)
+]
+UnitCode = Annotated[str, StringConstraints(min_length=1, max_length=3), AfterValidator(_unit)]
+HsCode = Annotated[
+    str,
+    AfterValidator(_hs_code),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9]{6,10}$"}),
+]
+DecimalString = Annotated[
+    Decimal,
+    BeforeValidator(_decimal),
+    WithJsonSchema({"type": "string", "pattern": r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,6})?$"}),
+]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"\S")]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"\S")]
+CertificateNumber = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9/-]{3,34}$")]
+# UN/LOCODE: country code + 3 characters, e.g. KRPUS (Busan), CNSHA (Shanghai).
+LoCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[A-Z2-9]{3}$")]
+
+
+class Authority(Record):
+    name: Text
+    country: CountryCode
+    signatory: ShortText
+
+
+class Party(Record):
+    name: Text
+    address: Text
+    country: CountryCode
+    tax_id: ShortText | None = None
+
+
+class ThirdPartyOperator(Record):
+    """A company in a third country that invoices the goods."""
+
+    name: Text
+    country: CountryCode
+
+
+ProducerNotice = Literal["SAME", "AVAILABLE UPON REQUEST"]
+
+
+class Header(Record):
+    certificate_number: CertificateNumber
+    issue_date: date
+    place_of_issue: ShortText
+    issuing_authority: Authority
+    agreement: ShortText
+    valid_until: date
+    issued_retroactively: bool = False
+    # Printed on the certificate so anyone can check its authenticity online.
+    reference_number: ShortText
+    reference_code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{4,32}$")]
+
+
+class Transport(Record):
+    departure_date: date
+    means: Literal["VESSEL", "AIRCRAFT", "TRAIN", "VEHICLE"]
+    vehicle_id: ShortText
+    port_of_loading: LoCode
+    port_of_discharge: LoCode
+    transshipment_ports: tuple[LoCode, ...] = ()
+
+
+class Quantity(Record):
+    value: DecimalString
+    unit: UnitCode
+
+
+class Money(Record):
+    amount: DecimalString
+    currency: CurrencyCode
+
+
+class Invoice(Record):
+    number: ShortText
+    date: date
+
+
+class Item(Record):
+    item_number: Annotated[int, Field(ge=1, le=999)]
+    marks_and_numbers: ShortText = "N/M"
+    package_count: Annotated[int, Field(ge=0)]
+    package_kind: ShortText
+    description: Text
+    hs_code: HsCode
+    # A code from the agreement's list, optionally followed by qualifiers: "CTC ACU".
+    origin_criterion: Annotated[
+        str, StringConstraints(pattern=r"^[A-Z][A-Z-]{0,9}( [A-Z]{2,5}){0,3}$")
+    ]
+    rvc_percent: Annotated[int, Field(ge=0, le=100)] | None = None
+    quantity: Quantity
+    gross_weight: Quantity | None = None
+    fob_value: Money | None = None
+    invoice: Invoice
+
+
+class Declaration(Record):
+    place: ShortText
+    date: date
+    signatory: ShortText
+
+
+class Certification(Declaration):
+    stamp_id: ShortText | None = None
+
+
+class BackReference(Record):
+    """Names an earlier certificate this one replaces, copies or builds on."""
+
+    kind: Literal["replaces", "certified_true_copy", "back_to_back"]
+    certificate_number: CertificateNumber
+    issue_date: date
+    reason: Text
+
+
+class Certificate(Record):
+    """One e-CO as issued; the unit that travels, is stored, and receives feedback."""
+
+    header: Header
+    exporter: Party
+    producer: Party | ProducerNotice
+    consignee: Party
+    third_party_operator: ThirdPartyOperator | None = None
+    transport: Transport
+    items: Annotated[tuple[Item, ...], Field(min_length=1)]
+    exporter_declaration: Declaration
+    certification: Certification
+    back_reference: BackReference | None = None
+
+    @property
+    def number(self) -> str:
+        return self.header.certificate_number
+
+
+class Cancellation(Record):
+    """The issuing authority withdraws a certificate that has not been used."""
+
+    certificate_number: CertificateNumber
+    issuing_authority: Authority
+    cancelled_on: date
+    reason: Text

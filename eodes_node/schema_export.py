@@ -1,0 +1,102 @@
+"""Generate schemas/: a JSON Schema per message and local record, and the AsyncAPI document.
+
+The checked-in files are what partners and issuing-system developers read; a test fails
+when they drift from the models, and ``make schemas`` regenerates them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from eodes_node import __version__
+from eodes_node.core.messages import MODEL_BY_KIND, FeedbackBody, Kind
+from eodes_node.core.models import Cancellation, Certificate
+from eodes_node.topology import asyncapi_channels
+
+LOCAL_RECORDS: dict[str, type[BaseModel]] = {
+    "eco-record": Certificate,
+    "cancellation-record": Cancellation,
+    "feedback-record": FeedbackBody,
+}
+
+
+def _schema(model: type[BaseModel], title: str, description: str) -> dict[str, Any]:
+    schema = model.model_json_schema(mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"urn:eodes-node:schema:{title}",
+        **schema,
+        "title": title,
+        "description": description,
+    }
+
+
+def generated() -> dict[str, dict[str, Any]]:
+    """File name (relative to schemas/) -> document."""
+    files: dict[str, dict[str, Any]] = {}
+    for kind, model in MODEL_BY_KIND.items():
+        files[f"messages/{kind.value}.schema.json"] = _schema(
+            model,
+            kind.value,
+            f"Payload of a signed envelope with JWS typ {kind.typ!r}.",
+        )
+    for name, record in LOCAL_RECORDS.items():
+        files[f"records/{name}.schema.json"] = _schema(
+            record, name, f"A {name.replace('-', ' ')} as the local system submits it."
+        )
+    files["asyncapi.json"] = asyncapi()
+    return files
+
+
+def asyncapi() -> dict[str, Any]:
+    messages = {
+        kind.value: {
+            "name": kind.value,
+            "title": kind.value,
+            "contentType": "application/jose",
+            "summary": f"Compact JWS with typ {kind.typ}; payload is canonical JSON (RFC 8785).",
+            "payload": {"$ref": f"messages/{kind.value}.schema.json"},
+        }
+        for kind in Kind
+    }
+    for name in LOCAL_RECORDS:
+        messages[name] = {
+            "name": name,
+            "contentType": "application/json",
+            "payload": {"$ref": f"records/{name}.schema.json"},
+        }
+    channels, operations = asyncapi_channels()
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "eodes-node",
+            "version": __version__,
+            "description": (
+                "Channels of one eodes-node: the partner link (signed envelopes between "
+                "two countries' nodes) and the local queues shared with the issuing and "
+                "clearance systems. See docs/protocol.md."
+            ),
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write(directory: Path) -> list[Path]:
+    written = []
+    for name, document in generated().items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(document), encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,228 @@
+"""e-CO records: valid samples pass; every rule rejects with a located, readable problem."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from copy import deepcopy
+from typing import Any
+
+import orjson
+import pytest
+
+from eodes_node.core.agreements import AGREEMENTS
+from eodes_node.core.canonical import canonical_json
+from eodes_node.core.records import as_json_dict, parse_certificate
+from eodes_node.errors import InvalidRecord, Problem
+from eodes_node.samples import SampleFactory
+from tests.conftest import ISSUE_DAY
+
+
+@pytest.mark.parametrize("agreement", sorted(AGREEMENTS))
+def test_samples_for_every_agreement_are_valid(agreement: str) -> None:
+    factory = SampleFactory(agreement, seed=11, issue_date=ISSUE_DAY)
+    certs = factory.certificates(40)
+    for cert in certs:
+        assert parse_certificate(canonical_json(as_json_dict(cert))) == cert
+    criteria = {item.origin_criterion.split(" ")[0] for c in certs for item in c.items}
+    assert len(criteria) > 1, "samples should vary the origin criterion"
+    assert len({c.number for c in certs}) == len(certs)
+
+
+def _record(factory: SampleFactory) -> dict[str, Any]:
+    return as_json_dict(factory.certificate())
+
+
+def _problems(record: dict[str, Any]) -> list[Problem]:
+    with pytest.raises(InvalidRecord) as caught:
+        parse_certificate(orjson.dumps(record))
+    return list(caught.value.problems)
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(record: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = record
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node[part]
+        if value is _DELETE:
+            del node[last]
+        else:
+            node[int(last) if last.isdigit() else last] = value
+
+    return mutate
+
+
+_DELETE = object()
+
+# (mutation, expected problem path, expected rule, words the message must contain)
+CASES = [
+    (_set("items.0.hs_code", "8542.32"), "items[0].hs_code", "hs_code", "6 to 10 digits"),
+    (_set("items.0.hs_code", "85423"), "items[0].hs_code", "hs_code", "6 to 10 digits"),
+    (_set("items.0.hs_code", "85423A"), "items[0].hs_code", "hs_code", "6 to 10 digits"),
+    (_set("exporter.country", "ZZ"), "exporter.country", "country_code", "ISO 3166"),
+    (
+        _set("items.0.quantity.value", 12.5),
+        "items[0].quantity.value",
+        "decimal_string",
+        "JSON string",
+    ),
+    (
+        _set("items.0.quantity.unit", "BOX"),
+        "items[0].quantity.unit",
+        "unit_code",
+        "Recommendation 20",
+    ),
+    (
+        _set("header.certificate_number", _DELETE),
+        "header.certificate_number",
+        "missing",
+        "required",
+    ),
+    (_set("header.colour", "blue"), "header.colour", "extra_forbidden", "unknown field"),
+    (_set("header.agreement", "NAFTA"), "header.agreement", "agreement_unknown", "KCFTA"),
+    (_set("consignee.country", "JP"), "consignee.country", "not_a_party", "not a party"),
+    (_set("consignee.country", "KR"), "consignee.country", "same_country", "another country"),
+    (
+        _set("exporter.country", "CN"),
+        "exporter.country",
+        "exporter_outside_issuing_country",
+        "issued by an authority of KR",
+    ),
+    (_set("header.valid_until", "2026-03-01"), "header.valid_until", "validity_order", "after"),
+    (
+        _set("header.valid_until", "2027-06-01"),
+        "header.valid_until",
+        "validity_too_long",
+        "365 days",
+    ),
+    (
+        _set("transport.departure_date", "2026-02-01"),
+        "header.issued_retroactively",
+        "retroactive_flag_missing",
+        "must be true",
+    ),
+    (
+        _set("header.issued_retroactively", True),
+        "header.issued_retroactively",
+        "retroactive_flag_unexpected",
+        "not retroactive",
+    ),
+    (
+        _set("transport.departure_date", "2024-12-01"),
+        "header.issue_date",
+        "retroactive_limit",
+        "up to 365 days",
+    ),
+    (
+        _set("items.0.origin_criterion", "RVC"),
+        "items[0].origin_criterion",
+        "criterion_unknown",
+        "not an origin criterion of KCFTA",
+    ),
+    (
+        _set("items.0.origin_criterion", "WO ACU"),
+        "items[0].origin_criterion",
+        "criterion_qualifier",
+        "not allowed under KCFTA",
+    ),
+    (_set("items.0.rvc_percent", 45), "items[0].rvc_percent", "rvc_unexpected", "omit"),
+    (_set("items.0.item_number", 3), "items[0].item_number", "item_numbering", "expected 1"),
+    (
+        _set("items.0.gross_weight", {"value": "10", "unit": "LTR"}),
+        "items[0].gross_weight.unit",
+        "weight_unit",
+        "mass unit",
+    ),
+    (
+        _set("items.0.fob_value", {"amount": "10.00", "currency": "XXY"}),
+        "items[0].fob_value.currency",
+        "currency_code",
+        "ISO 4217",
+    ),
+    (
+        _set("items.0.invoice.date", "2026-03-05"),
+        "items[0].invoice.date",
+        "invoice_after_issue",
+        "after the issue date",
+    ),
+    (
+        _set("exporter_declaration.date", "2026-03-09"),
+        "exporter_declaration.date",
+        "declaration_after_issue",
+        "cannot be dated",
+    ),
+    (
+        _set("certification.date", "2026-03-01"),
+        "certification.date",
+        "certification_date",
+        "issue date",
+    ),
+    (
+        _set(
+            "back_reference",
+            {
+                "kind": "replaces",
+                "certificate_number": "SELF",
+                "issue_date": "2026-04-01",
+                "reason": "typo",
+            },
+        ),
+        "back_reference.issue_date",
+        "reference_in_future",
+        "issued before",
+    ),
+    (_set("items", []), "items", "too_short", "at least 1"),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path", "rule", "words"), CASES, ids=[c[2] + ":" + c[1] for c in CASES]
+)
+def test_each_rule_rejects_with_a_clear_message(
+    factory: SampleFactory,
+    mutate: Callable[[dict[str, Any]], None],
+    path: str,
+    rule: str,
+    words: str,
+) -> None:
+    record = _record(factory)
+    record["header"]["issued_retroactively"] = False
+    record["transport"]["departure_date"] = "2026-03-01"
+    mutate(record)
+    problems = _problems(record)
+    match = [p for p in problems if p.path == path and p.rule == rule]
+    assert match, f"expected {rule} at {path}, got {[str(p) for p in problems]}"
+    assert words in match[0].message
+
+
+def test_value_content_criterion_needs_fob_and_percentage() -> None:
+    record = as_json_dict(SampleFactory("RCEP", seed=3, issue_date=ISSUE_DAY).certificate())
+    item = record["items"][0]
+    item["origin_criterion"] = "RVC"
+    item.pop("fob_value", None)
+    item.pop("rvc_percent", None)
+    rules = {(p.path, p.rule) for p in _problems(record)}
+    assert ("items[0].fob_value", "fob_required") in rules
+    assert ("items[0].rvc_percent", "rvc_required") in rules
+
+
+def test_too_many_items_for_the_agreement(factory: SampleFactory) -> None:
+    record = _record(factory)
+    first = record["items"][0]
+    record["items"] = [dict(deepcopy(first), item_number=n) for n in range(1, 52)]
+    assert any(p.rule == "too_many_items" and "at most 50" in p.message for p in _problems(record))
+
+
+def test_all_problems_are_reported_at_once(factory: SampleFactory) -> None:
+    record = _record(factory)
+    record["items"][0]["hs_code"] = "12"
+    record["exporter"]["country"] = "QQ"
+    record["consignee"]["name"] = ""
+    paths = {p.path for p in _problems(record)}
+    assert {"items[0].hs_code", "exporter.country", "consignee.name"} <= paths
+
+
+def test_not_json_is_reported_plainly() -> None:
+    with pytest.raises(InvalidRecord) as caught:
+        parse_certificate(b"{not json")
+    assert "not valid JSON" in str(caught.value)
