@@ -17,7 +17,7 @@ from eodes_node.core.envelope import open_envelope, seal
 from eodes_node.core.jws import ALGORITHMS, Algorithm, KeySet, PrivateKey
 from eodes_node.core.messages import Kind, issued_now
 from eodes_node.core.records import as_json_dict, compose_message, parse_certificate
-from eodes_node.errors import ConfigError, InvalidRecord, PeerError, Problem
+from eodes_node.errors import ConfigError, InvalidRecord, PeerError
 
 KIND_NAMES = [kind.value for kind in Kind]
 
@@ -244,5 +244,132 @@ def schemas(out_dir: Path) -> None:
         click.echo(str(path))
 
 
-def format_problem(problem: Problem) -> str:
-    return str(problem)
+def _config(path: Path) -> Any:
+    from eodes_node.config import load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Node configuration (TOML).",
+)
+
+
+@main.command()
+@CONFIG_OPTION
+def run(config_path: Path) -> None:
+    """Run the node until SIGTERM or SIGINT; in-flight work is drained first."""
+    import asyncio
+
+    from eodes_node.bootstrap import build_node
+    from eodes_node.logs import configure
+
+    config = _config(config_path)
+    configure(config.logging.level, config.logging.format)
+    try:
+        node = build_node(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    asyncio.run(node.run())
+
+
+@main.command()
+@CONFIG_OPTION
+@click.argument("certificate_number")
+def status(config_path: Path, certificate_number: str) -> None:
+    """Print a certificate's state, its history and the messages about it."""
+    import asyncio
+
+    from eodes_node.adapters.store_sql import SqlStore
+
+    config = _config(config_path)
+
+    async def fetch() -> Any:
+        store = SqlStore(config.store.url)
+        await store.open()
+        try:
+            return await store.report(certificate_number)
+        finally:
+            await store.close()
+
+    reports = asyncio.run(fetch())
+    if not reports:
+        _fail(f"no certificate {certificate_number} at this node")
+    for report in reports:
+        click.echo(f"certificate {report.number} ({report.role} side): {report.state}")
+        click.echo(f"  sent in message {report.coo_message_id}")
+        click.echo("  history:")
+        for line in report.history:
+            before = line.before or "-"
+            click.echo(
+                f"    {line.at:%Y-%m-%d %H:%M:%S}Z  {line.event:<18} {before} -> "
+                f"{line.after}  ({line.message_id})"
+            )
+        click.echo("  messages:")
+        for direction, kind, message_id, state, attempts in report.messages:
+            click.echo(
+                f"    {direction:<3} {kind:<22} {message_id}  {state}"
+                + (f" after {attempts} attempt(s)" if direction == "out" else "")
+            )
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option(
+    "--type",
+    "kind_name",
+    type=click.Choice(["coo", "coo-replacement", "coo-cancellation", "feedback"]),
+    default="coo",
+    show_default=True,
+)
+@click.argument("files", nargs=-1, required=True)
+def submit(config_path: Path, kind_name: str, files: tuple[str, ...]) -> None:
+    """Publish records into the node's local queue, as the issuing system would.
+
+    Each FILE holds one JSON record or JSON Lines; '-' reads standard input. Feedback
+    records go to the feedback queue, the rest to the records queue.
+    """
+    import asyncio
+
+    from eodes_node.adapters.amqp import BrokerLink
+    from eodes_node.core.messages import new_message_id
+    from eodes_node.errors import TransientError
+    from eodes_node.topology import Topology
+
+    config = _config(config_path)
+    topology = Topology(config.node.country, config.node.partner, config.node.namespace)
+    queue = topology.outbound_feedback if kind_name == "feedback" else topology.outbound_records
+    records = [record for source in files for record in _records(_read(source))]
+
+    async def publish() -> None:
+        link = BrokerLink(
+            config.broker.local_url,
+            name="eodes-node submit",
+            timeout_s=config.broker.io_timeout_s,
+            reconnect_s=1.0,
+        )
+        try:
+            await link.connect()
+            channel = await link.publish_channel()
+            await channel.declare_queue(queue, durable=True)
+            await asyncio.gather(
+                *(
+                    link.publish("", queue, record, message_id=new_message_id(), kind=kind_name)
+                    for record in records
+                )
+            )
+        finally:
+            await link.close()
+
+    try:
+        asyncio.run(publish())
+    except TransientError as exc:
+        _fail(f"submit failed: {exc}")
+    click.echo(f"submitted {len(records)} record(s) to {queue}")

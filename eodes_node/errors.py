@@ -39,6 +39,10 @@ class Problem:
         return f"{where}: {self.message} [{self.rule}]"
 
 
+class AuditTrailBroken(LocalError):
+    """The certificate history's hash chain does not verify: it was edited or truncated."""
+
+
 class InvalidRecord(LocalError):
     """A record from the local system breaks the schema or a business rule."""
 
@@ -96,3 +100,7 @@ class BrokerUnavailable(TransientError):
 
 class StoreUnavailable(TransientError):
     """The store could not commit in time."""
+
+
+class StoreConflict(TransientError):
+    """A decision was based on a state that another commit changed; decide again."""

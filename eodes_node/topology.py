@@ -17,44 +17,45 @@ INBOUND_EXCHANGE = "eodes.inbound"
 class Topology:
     own: str
     partner: str
+    namespace: str = "eodes"
 
     @property
     def _p(self) -> str:
-        return self.partner.lower()
+        return f"{self.namespace}.{self.partner.lower()}"
 
     @property
     def inbound_exchange(self) -> str:
         """Direct exchange on our broker; the partner publishes with routing key = its code."""
-        return INBOUND_EXCHANGE
+        return f"{self.namespace}.inbound"
 
     @property
     def inbound_queue(self) -> str:
-        return f"eodes.{self._p}.inbound"
+        return f"{self._p}.inbound"
 
     @property
     def outbound_records(self) -> str:
         """The issuing system submits e-CO, replacement and cancellation records here."""
-        return f"eodes.{self._p}.outbound.records"
+        return f"{self._p}.outbound.records"
 
     @property
     def outbound_feedback(self) -> str:
         """The clearance system submits its decisions here."""
-        return f"eodes.{self._p}.outbound.feedback"
+        return f"{self._p}.outbound.feedback"
 
     @property
     def clearance(self) -> str:
         """Verified certificates and their cancellations, for the clearance system."""
-        return f"eodes.{self._p}.clearance"
+        return f"{self._p}.clearance"
 
     @property
     def issuing(self) -> str:
         """Feedback decisions from the partner, for the issuing system."""
-        return f"eodes.{self._p}.issuing"
+        return f"{self._p}.issuing"
 
     @property
     def events(self) -> str:
         """Delivery events and errors (delivered, failed, record rejected) for local systems."""
-        return f"eodes.{self._p}.events"
+        return f"{self._p}.events"
 
     def dead_letter(self, queue: str) -> str:
         return f"{queue}.dead"

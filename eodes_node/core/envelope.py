@@ -51,6 +51,7 @@ class Opened:
     token: bytes
     digest: str
     kid: str
+    payload: bytes  # the verified canonical JSON, handed on to local systems as is
 
 
 def _summary(problems: Iterable[object], limit: int = 5) -> str:
@@ -112,4 +113,4 @@ def open_envelope(
         if problems:
             raise InvalidMessage(RejectionCode.RULE_VIOLATION, _summary(problems))
     token = token.strip()
-    return Opened(message, kind, token, digest(token), verified.kid)
+    return Opened(message, kind, token, digest(token), verified.kid, verified.payload)

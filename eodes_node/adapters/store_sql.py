@@ -1,0 +1,583 @@
+"""The Store port on SQLAlchemy Core: SQLite by default, PostgreSQL with the same schema.
+
+All database work runs on one dedicated thread, which makes this node the single writer
+(SQLite's model) and keeps blocking calls off the event loop. Each call has a timeout;
+database exceptions become ``StoreUnavailable`` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from eodes_node.core.decide import CertFacts, OutboundFacts, PriorInbound, Transition
+from eodes_node.core.messages import Kind, ReceiptEntry
+from eodes_node.core.state import Event, Role, State
+from eodes_node.errors import AuditTrailBroken, ConfigError, StoreConflict, StoreUnavailable
+from eodes_node.ports import (
+    CertificateReport,
+    Due,
+    HistoryLine,
+    Publication,
+    QueuedPublication,
+    UnitOfWork,
+)
+
+T = TypeVar("T")
+metadata = MetaData()
+
+inbound = Table(
+    "inbound_messages",
+    metadata,
+    Column("sender", String(2), primary_key=True),
+    Column("message_id", String(36), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("digest", String(43), nullable=False),
+    Column("token", LargeBinary, nullable=False),  # raw signed bytes: provable later
+    Column("status", String(16), nullable=False),
+    Column("code", String(32)),
+    Column("text", Text, nullable=False, default=""),
+    Column("certificate_number", String(40)),
+    Column("receipt_entry", Text),
+    Column("receipt_id", String(36)),  # our receipt that answered it (resent on duplicates)
+    Column("received_at", Float, nullable=False),
+)
+outbound = Table(
+    "outbound_messages",
+    metadata,
+    Column("message_id", String(36), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("certificate_number", String(40)),
+    Column("correlation_id", String(36)),
+    Column("token", LargeBinary, nullable=False),
+    Column("local_key", String(200), unique=True),
+    Column("record_digest", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float),
+    Column("receipt_code", String(32)),
+    Column("receipt_text", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_outbound_due", "status", "next_attempt_at"),
+)
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("role", String(16), primary_key=True),
+    Column("number", String(40), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("coo_message_id", String(36), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+history = Table(
+    "certificate_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("role", String(16), nullable=False),
+    Column("number", String(40), nullable=False, index=True),
+    Column("at", Float, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("before", String(16)),
+    Column("after", String(16), nullable=False),
+    Column("message_id", String(36), nullable=False),
+    # Each row's chain hash covers the previous one: editing or deleting history shows.
+    Column("chain", String(64), nullable=False),
+)
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("destination", String(200), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("message_id", String(36), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("content_type", String(64), nullable=False),
+    Column("published", Boolean, nullable=False, default=False),
+    Index("ix_outbox_pending", "published", "id"),
+)
+schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
+
+# One migration history for every backend: index = version reached after it runs.
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (lambda conn: metadata.create_all(conn),)
+
+GENESIS = "0" * 64
+
+
+def _chain(previous: str, t: Transition, at: float) -> str:
+    text = "|".join(
+        (
+            previous,
+            t.role.value,
+            t.number,
+            f"{at:.6f}",
+            t.event.value,
+            t.before.value if t.before else "",
+            t.after.value,
+            t.message_id,
+        )
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    if url.startswith("postgresql"):
+        return create_engine(url, pool_size=2, pool_pre_ping=True)
+    raise ConfigError(f"unsupported store url {url!r}: use sqlite:///PATH or postgresql+psycopg://")
+
+
+class SqlStore:
+    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._engine: Engine | None = None
+        self._last_chain = GENESIS
+
+    async def _run(self, work: Callable[[Connection], T]) -> T:
+        def in_thread() -> T:
+            assert self._engine is not None
+            with self._engine.begin() as conn:
+                return work(conn)
+
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._executor, in_thread), self.timeout_s
+            )
+        except StoreConflict:
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"store: {type(exc).__name__}: {exc}") from exc
+        except TimeoutError:
+            raise StoreUnavailable(f"store did not answer within {self.timeout_s} s") from None
+
+    async def open(self) -> None:
+        if self.url.startswith("sqlite:///"):
+            from pathlib import Path
+
+            Path(self.url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        self._engine = make_engine(self.url)
+
+        def migrate(conn: Connection) -> str:
+            schema_version.create(conn, checkfirst=True)
+            current = conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+            for version in range(current, len(MIGRATIONS)):
+                MIGRATIONS[version](conn)
+                conn.execute(insert(schema_version).values(version=version + 1))
+            last = conn.execute(
+                select(history.c.chain).order_by(history.c.id.desc()).limit(1)
+            ).scalar()
+            return str(last) if last else GENESIS
+
+        self._last_chain = await self._run(migrate)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            engine = self._engine
+            await asyncio.get_running_loop().run_in_executor(self._executor, engine.dispose)
+            self._engine = None
+        self._executor.shutdown(wait=True)
+
+    async def prior_inbound(self, sender: str, ids: Iterable[str]) -> dict[str, PriorInbound]:
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+
+        def work(conn: Connection) -> dict[str, PriorInbound]:
+            rows = conn.execute(
+                select(
+                    inbound.c.message_id,
+                    inbound.c.digest,
+                    inbound.c.receipt_entry,
+                    inbound.c.receipt_id,
+                ).where(and_(inbound.c.sender == sender, inbound.c.message_id.in_(wanted)))
+            )
+            return {
+                r.message_id: PriorInbound(
+                    r.digest,
+                    ReceiptEntry.model_validate_json(r.receipt_entry) if r.receipt_entry else None,
+                    r.receipt_id,
+                )
+                for r in rows
+            }
+
+        return await self._run(work)
+
+    async def certificates(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], CertFacts]:
+        wanted = list(set(keys))
+        if not wanted:
+            return {}
+
+        def work(conn: Connection) -> dict[tuple[str, str], CertFacts]:
+            rows = conn.execute(
+                select(certificates).where(
+                    tuple_(certificates.c.role, certificates.c.number).in_(wanted)
+                )
+            )
+            return {
+                (r.role, r.number): CertFacts(
+                    r.number, Role(r.role), State(r.state), r.coo_message_id
+                )
+                for r in rows
+            }
+
+        return await self._run(work)
+
+    async def outbound(self, ids: Iterable[str]) -> dict[str, OutboundFacts]:
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+
+        def work(conn: Connection) -> dict[str, OutboundFacts]:
+            rows = conn.execute(
+                select(
+                    outbound.c.message_id,
+                    outbound.c.kind,
+                    outbound.c.certificate_number,
+                    outbound.c.status,
+                ).where(outbound.c.message_id.in_(wanted))
+            )
+            return {
+                r.message_id: OutboundFacts(
+                    r.message_id, Kind(r.kind), r.certificate_number, r.status
+                )
+                for r in rows
+            }
+
+        return await self._run(work)
+
+    async def tokens(self, ids: Iterable[str]) -> dict[str, bytes]:
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+
+        def work(conn: Connection) -> dict[str, bytes]:
+            rows = conn.execute(
+                select(outbound.c.message_id, outbound.c.token).where(
+                    outbound.c.message_id.in_(wanted)
+                )
+            )
+            return {r.message_id: bytes(r.token) for r in rows}
+
+        return await self._run(work)
+
+    async def local_keys(self, keys: Iterable[str]) -> dict[str, tuple[str, str]]:
+        wanted = list(set(keys))
+        if not wanted:
+            return {}
+
+        def work(conn: Connection) -> dict[str, tuple[str, str]]:
+            rows = conn.execute(
+                select(outbound.c.local_key, outbound.c.message_id, outbound.c.record_digest).where(
+                    outbound.c.local_key.in_(wanted)
+                )
+            )
+            return {r.local_key: (r.message_id, r.record_digest or "") for r in rows}
+
+        return await self._run(work)
+
+    async def commit(self, unit: UnitOfWork) -> list[int]:
+        """Apply a batch's effects atomically; returns the outbox ids to publish."""
+        now = time.time()
+
+        def work(conn: Connection) -> tuple[list[int], str]:
+            if unit.inbound:
+                conn.execute(
+                    insert(inbound),
+                    [
+                        {
+                            "sender": r.sender,
+                            "message_id": r.message_id,
+                            "kind": r.kind.value,
+                            "digest": r.digest,
+                            "token": r.token,
+                            "status": r.status,
+                            "code": r.code,
+                            "text": r.text,
+                            "certificate_number": r.certificate_number,
+                            "receipt_entry": r.receipt_entry,
+                            "receipt_id": r.receipt_id,
+                            "received_at": now,
+                        }
+                        for r in unit.inbound
+                    ],
+                )
+            if unit.outbound:
+                conn.execute(
+                    insert(outbound),
+                    [
+                        {
+                            "message_id": r.message_id,
+                            "kind": r.kind.value,
+                            "certificate_number": r.certificate_number,
+                            "correlation_id": r.correlation_id,
+                            "token": r.token,
+                            "local_key": r.local_key,
+                            "record_digest": r.record_digest,
+                            "status": r.status,
+                            "attempts": r.attempts,
+                            "next_attempt_at": r.next_attempt_at,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                        for r in unit.outbound
+                    ],
+                )
+            for u in unit.outbound_updates:
+                if u.status == "pending":
+                    # A retry attempt never overrides a receipt that arrived meanwhile.
+                    conn.execute(
+                        update(outbound)
+                        .where(
+                            and_(
+                                outbound.c.message_id == u.message_id,
+                                outbound.c.status == "pending",
+                            )
+                        )
+                        .values(
+                            attempts=u.attempts, next_attempt_at=u.next_attempt_at, updated_at=now
+                        )
+                    )
+                else:
+                    conn.execute(
+                        update(outbound)
+                        .where(outbound.c.message_id == u.message_id)
+                        .values(
+                            status=u.status,
+                            receipt_code=u.code,
+                            receipt_text=u.text,
+                            next_attempt_at=None,
+                            updated_at=now,
+                        )
+                    )
+            chain = self._last_chain
+            history_rows = []
+            for t in unit.transitions:
+                key = and_(certificates.c.role == t.role.value, certificates.c.number == t.number)
+                if t.before is None:
+                    conn.execute(
+                        insert(certificates).values(
+                            role=t.role.value,
+                            number=t.number,
+                            state=t.after.value,
+                            coo_message_id=t.coo_message_id or t.message_id,
+                            updated_at=now,
+                        )
+                    )
+                else:
+                    moved = conn.execute(
+                        update(certificates)
+                        .where(and_(key, certificates.c.state == t.before.value))
+                        .values(state=t.after.value, updated_at=now)
+                    )
+                    if moved.rowcount != 1:
+                        # Decided on a state that changed meanwhile: retry with fresh facts.
+                        raise StoreConflict(f"certificate {t.number} is no longer {t.before.value}")
+                chain = _chain(chain, t, now)
+                history_rows.append(
+                    {
+                        "role": t.role.value,
+                        "number": t.number,
+                        "at": now,
+                        "event": t.event.value,
+                        "before": t.before.value if t.before else None,
+                        "after": t.after.value,
+                        "message_id": t.message_id,
+                        "chain": chain,
+                    }
+                )
+            if history_rows:
+                conn.execute(insert(history), history_rows)
+            ids: list[int] = []
+            for p in unit.publications:
+                result = conn.execute(
+                    insert(outbox).values(
+                        destination=p.destination,
+                        body=p.body,
+                        message_id=p.message_id,
+                        kind=p.kind,
+                        headers=orjson.dumps(dict(p.headers)).decode(),
+                        content_type=p.content_type,
+                        published=False,
+                    )
+                )
+                inserted = result.inserted_primary_key
+                assert inserted is not None
+                ids.append(int(inserted[0]))
+            return ids, chain
+
+        ids, chain = await self._run(work)
+        self._last_chain = chain
+        return ids
+
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        wanted = list(ids)
+        await self._run(
+            lambda conn: conn.execute(
+                update(outbox).where(outbox.c.id.in_(wanted)).values(published=True)
+            )
+        )
+
+    async def unpublished(self, limit: int) -> list[QueuedPublication]:
+        def work(conn: Connection) -> list[QueuedPublication]:
+            rows = conn.execute(
+                select(outbox)
+                .where(outbox.c.published.is_(False))
+                .order_by(outbox.c.id)
+                .limit(limit)
+            )
+            return [
+                QueuedPublication(
+                    r.id,
+                    Publication(
+                        r.destination,
+                        r.body,
+                        r.message_id,
+                        r.kind,
+                        orjson.loads(r.headers),
+                        r.content_type,
+                    ),
+                )
+                for r in rows
+            ]
+
+        return await self._run(work)
+
+    async def due(self, now: float, limit: int) -> list[Due]:
+        def work(conn: Connection) -> list[Due]:
+            rows = conn.execute(
+                select(
+                    outbound.c.message_id,
+                    outbound.c.kind,
+                    outbound.c.certificate_number,
+                    outbound.c.token,
+                    outbound.c.attempts,
+                )
+                .where(and_(outbound.c.status == "pending", outbound.c.next_attempt_at <= now))
+                .order_by(outbound.c.next_attempt_at)
+                .limit(limit)
+            )
+            return [
+                Due(r.message_id, Kind(r.kind), r.certificate_number, r.token, r.attempts)
+                for r in rows
+            ]
+
+        return await self._run(work)
+
+    async def next_due_at(self) -> float | None:
+        def work(conn: Connection) -> float | None:
+            value = conn.execute(
+                select(func.min(outbound.c.next_attempt_at)).where(outbound.c.status == "pending")
+            ).scalar()
+            return None if value is None else float(value)
+
+        return await self._run(work)
+
+    async def report(self, number: str) -> list[CertificateReport]:
+        def work(conn: Connection) -> list[CertificateReport]:
+            reports = []
+            for cert in conn.execute(select(certificates).where(certificates.c.number == number)):
+                lines = [
+                    HistoryLine(
+                        datetime.fromtimestamp(h.at, UTC), h.event, h.before, h.after, h.message_id
+                    )
+                    for h in conn.execute(
+                        select(history)
+                        .where(and_(history.c.number == number, history.c.role == cert.role))
+                        .order_by(history.c.id)
+                    )
+                ]
+                ids = {line.message_id for line in lines}
+                messages = [
+                    ("out", r.kind, r.message_id, r.status, r.attempts)
+                    for r in conn.execute(
+                        select(outbound)
+                        .where(outbound.c.certificate_number == number)
+                        .order_by(outbound.c.created_at)
+                    )
+                ] + [
+                    ("in", r.kind, r.message_id, r.status, 1)
+                    for r in conn.execute(
+                        select(inbound)
+                        .where(inbound.c.certificate_number == number)
+                        .order_by(inbound.c.received_at)
+                    )
+                    if r.message_id in ids or r.kind != "receipt"
+                ]
+                reports.append(
+                    CertificateReport(
+                        cert.number, cert.role, cert.state, cert.coo_message_id, lines, messages
+                    )
+                )
+            return reports
+
+        return await self._run(work)
+
+    async def verify_audit_chain(self) -> int:
+        """Recompute the history hash chain; returns the rows checked or raises."""
+
+        def work(conn: Connection) -> int:
+            chain, count = GENESIS, 0
+            for h in conn.execute(select(history).order_by(history.c.id)):
+                t = Transition(
+                    h.number,
+                    Role(h.role),
+                    State(h.before) if h.before else None,
+                    State(h.after),
+                    Event(h.event),
+                    h.message_id,
+                )
+                chain = _chain(chain, t, h.at)
+                if chain != h.chain:
+                    raise AuditTrailBroken(f"audit chain broken at history row {h.id}")
+                count += 1
+            return count
+
+        return await self._run(work)

@@ -1,0 +1,362 @@
+"""Pure decisions: given a message and what the store knows, what should happen.
+
+The service gathers the facts (prior copies of a message, certificate states), calls these
+functions, and carries out the returned decision through its ports. Nothing here performs
+I/O, so every rule of the exchange is testable without a broker or a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from eodes_node.core.envelope import Opened
+from eodes_node.core.messages import (
+    CooCancellation,
+    CooIssued,
+    CooReplacement,
+    Feedback,
+    FeedbackBody,
+    Kind,
+    MessageBase,
+    Receipt,
+    ReceiptEntry,
+    ReceiptStatus,
+    VerificationRequest,
+    VerificationResponse,
+    certificate_number_of,
+)
+from eodes_node.core.state import (
+    DECISION_EVENT,
+    Event,
+    IllegalTransition,
+    Role,
+    State,
+    next_state,
+)
+from eodes_node.errors import InvalidMessage, InvalidRecord, Problem, RejectionCode
+
+
+class Local(StrEnum):
+    """Which local system a received message is handed to."""
+
+    CLEARANCE = "clearance"
+    ISSUING = "issuing"
+
+
+@dataclass(frozen=True, slots=True)
+class CertFacts:
+    number: str
+    role: Role
+    state: State
+    coo_message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PriorInbound:
+    digest: str
+    receipt_entry: ReceiptEntry | None
+    receipt_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    number: str
+    role: Role
+    before: State | None
+    after: State
+    event: Event
+    message_id: str
+    coo_message_id: str | None = None  # set when the transition creates the certificate
+
+
+@dataclass(frozen=True, slots=True)
+class InboundDecision:
+    """What to do with one verified partner message."""
+
+    entry: ReceiptEntry | None  # the receipt entry to answer with; None for receipts
+    transitions: tuple[Transition, ...] = ()
+    deliver_to: Local | None = None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundFacts:
+    message_id: str
+    kind: Kind
+    certificate_number: str | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptOutcome:
+    message_id: str
+    status: str  # delivered | rejected
+    code: str | None
+    text: str
+    transitions: tuple[Transition, ...] = field(default=())
+
+
+def _move(
+    facts: CertFacts | None, role: Role, number: str, event: Event, message_id: str
+) -> Transition:
+    before = facts.state if facts is not None else None
+    after = next_state(role, before, event)
+    return Transition(
+        number,
+        role,
+        before,
+        after,
+        event,
+        message_id,
+        coo_message_id=message_id if before is None else None,
+    )
+
+
+def accepted_entry(opened: Opened) -> ReceiptEntry:
+    return ReceiptEntry(
+        message_id=opened.message.message_id,
+        kind=opened.kind,
+        digest=opened.digest,
+        status=ReceiptStatus.ACCEPTED,
+        certificate_number=certificate_number_of(opened.message),
+    )
+
+
+def rejection_entry(
+    message_id: str,
+    kind: Kind,
+    digest: str,
+    code: RejectionCode,
+    text: str,
+    certificate_number: str | None = None,
+) -> ReceiptEntry:
+    return ReceiptEntry(
+        message_id=message_id,
+        kind=kind,
+        digest=digest,
+        status=ReceiptStatus.REJECTED,
+        code=code,
+        text=text[:1024],
+        certificate_number=certificate_number,
+    )
+
+
+def decide_inbound(
+    opened: Opened,
+    *,
+    prior: PriorInbound | None,
+    certificate: CertFacts | None,
+    referenced: CertFacts | None = None,
+) -> InboundDecision:
+    """Decide on a verified partner message that is not a receipt.
+
+    Raises ``InvalidMessage`` with the rejection code when the message must be refused.
+    """
+    message = opened.message
+    if prior is not None:
+        if prior.digest != opened.digest:
+            raise InvalidMessage(
+                RejectionCode.ID_CONFLICT,
+                f"message id {message.message_id} was already used for different content",
+            )
+        return InboundDecision(entry=prior.receipt_entry, duplicate=True)
+    try:
+        transitions, deliver = _inbound_effects(message, certificate, referenced)
+    except IllegalTransition as exc:
+        raise InvalidMessage(RejectionCode.STATE_CONFLICT, str(exc)) from None
+    return InboundDecision(accepted_entry(opened), tuple(transitions), deliver)
+
+
+def _inbound_effects(
+    message: MessageBase, cert: CertFacts | None, referenced: CertFacts | None
+) -> tuple[list[Transition], Local | None]:
+    mid = message.message_id
+    match message:
+        case CooIssued():
+            number = message.certificate.number
+            if cert is not None:
+                raise InvalidMessage(
+                    RejectionCode.STATE_CONFLICT,
+                    f"certificate {number} was already received in message {cert.coo_message_id}",
+                )
+            return [_move(None, Role.IMPORTER, number, Event.RECEIVED, mid)], Local.CLEARANCE
+        case CooReplacement():
+            number = message.certificate.number
+            if cert is not None:
+                raise InvalidMessage(
+                    RejectionCode.STATE_CONFLICT,
+                    f"certificate {number} was already received in message {cert.coo_message_id}",
+                )
+            moves = [_move(None, Role.IMPORTER, number, Event.RECEIVED, mid)]
+            ref = message.certificate.back_reference
+            assert ref is not None  # guaranteed by the CooReplacement model
+            if referenced is not None:
+                moves.append(
+                    _move(referenced, Role.IMPORTER, ref.certificate_number, Event.REPLACED, mid)
+                )
+            return moves, Local.CLEARANCE
+        case CooCancellation():
+            number = message.cancellation.certificate_number
+            if cert is None or cert.role is not Role.IMPORTER:
+                raise InvalidMessage(
+                    RejectionCode.UNKNOWN_CERTIFICATE,
+                    f"certificate {number} was never received here; nothing to cancel",
+                )
+            return [_move(cert, Role.IMPORTER, number, Event.CANCELLED, mid)], Local.CLEARANCE
+        case Feedback():
+            number = message.feedback.certificate_number
+            if cert is None or cert.role is not Role.EXPORTER:
+                raise InvalidMessage(
+                    RejectionCode.UNKNOWN_CERTIFICATE,
+                    f"feedback for certificate {number}, which this node never sent",
+                )
+            if message.correlation_id != cert.coo_message_id:
+                raise InvalidMessage(
+                    RejectionCode.UNKNOWN_CERTIFICATE,
+                    f"feedback correlates to message {message.correlation_id}, but certificate "
+                    f"{number} was sent in message {cert.coo_message_id}",
+                )
+            event = DECISION_EVENT[message.feedback.decision.value]
+            return [_move(cert, Role.EXPORTER, number, event, mid)], Local.ISSUING
+        case VerificationRequest():
+            return [], Local.ISSUING
+        case VerificationResponse():
+            return [], Local.CLEARANCE
+    raise InvalidMessage(RejectionCode.TYPE_MISMATCH, f"{type(message).__name__} is not handled")
+
+
+def decide_receipt(
+    receipt: Receipt, outbound: Mapping[str, OutboundFacts], certs: Mapping[str, CertFacts]
+) -> list[ReceiptOutcome]:
+    """Which of our sent messages a receipt settles, and how their certificates move.
+
+    Entries for messages we never sent are ignored: a receipt cannot create state.
+    """
+    outcomes = []
+    for entry in receipt.entries:
+        sent = outbound.get(entry.message_id)
+        if sent is None:
+            continue
+        accepted = entry.status is ReceiptStatus.ACCEPTED
+        transitions: tuple[Transition, ...] = ()
+        cert = certs.get(sent.certificate_number or "")
+        if sent.kind in (Kind.COO, Kind.COO_REPLACEMENT) and cert is not None:
+            event = Event.RECEIPT_ACCEPTED if accepted else Event.RECEIPT_REJECTED
+            try:
+                transitions = (_move(cert, Role.EXPORTER, cert.number, event, entry.message_id),)
+            except IllegalTransition:
+                transitions = ()
+        outcomes.append(
+            ReceiptOutcome(
+                entry.message_id,
+                "delivered" if accepted else "rejected",
+                entry.code.value if entry.code else None,
+                entry.text,
+                transitions,
+            )
+        )
+    return outcomes
+
+
+def _state_problem(exc: IllegalTransition, number: str) -> InvalidRecord:
+    return InvalidRecord([Problem("certificate_number", "state_conflict", f"{number}: {exc}")])
+
+
+def decide_local_certificate(
+    message: CooIssued | CooReplacement | CooCancellation,
+    existing: CertFacts | None,
+    referenced: CertFacts | None,
+) -> list[Transition]:
+    """State moves for a record the issuing system submits; InvalidRecord if not allowed."""
+    mid = message.message_id
+    if isinstance(message, CooCancellation):
+        number = message.cancellation.certificate_number
+        if existing is None or existing.role is not Role.EXPORTER:
+            raise InvalidRecord(
+                [
+                    Problem(
+                        "certificate_number",
+                        "unknown_certificate",
+                        f"certificate {number} was never sent to the partner; nothing to cancel",
+                    )
+                ]
+            )
+        try:
+            return [_move(existing, Role.EXPORTER, number, Event.CANCELLED, mid)]
+        except IllegalTransition as exc:
+            raise _state_problem(exc, number) from None
+    number = message.certificate.number
+    if existing is not None:
+        raise InvalidRecord(
+            [
+                Problem(
+                    "header.certificate_number",
+                    "number_in_use",
+                    f"certificate {number} was already submitted with other content "
+                    f"(message {existing.coo_message_id}); a correction travels as coo-replacement",
+                )
+            ]
+        )
+    moves = [_move(None, Role.EXPORTER, number, Event.SUBMITTED, mid)]
+    ref = message.certificate.back_reference
+    if isinstance(message, CooReplacement) and ref is not None and referenced is not None:
+        try:
+            moves.append(
+                _move(referenced, Role.EXPORTER, ref.certificate_number, Event.REPLACED, mid)
+            )
+        except IllegalTransition as exc:
+            raise _state_problem(exc, ref.certificate_number) from None
+    return moves
+
+
+def decide_local_feedback(
+    body: FeedbackBody, existing: CertFacts | None, message_id: str
+) -> Transition:
+    number = body.certificate_number
+    if existing is None or existing.role is not Role.IMPORTER:
+        raise InvalidRecord(
+            [
+                Problem(
+                    "certificate_number",
+                    "unknown_certificate",
+                    f"no certificate {number} was received from the partner; feedback needs one",
+                )
+            ]
+        )
+    if existing.state in (State.CANCELLED, State.REPLACED):
+        raise InvalidRecord(
+            [
+                Problem(
+                    "certificate_number",
+                    "certificate_withdrawn",
+                    f"certificate {number} was {existing.state.value}; "
+                    "it cannot be used for preference",
+                )
+            ]
+        )
+    try:
+        return _move(
+            existing, Role.IMPORTER, number, DECISION_EVENT[body.decision.value], message_id
+        )
+    except IllegalTransition as exc:
+        raise _state_problem(exc, number) from None
+
+
+def retries_exhausted(cert: CertFacts | None, message_id: str) -> Transition | None:
+    """The certificate move when a sent e-CO gets no receipt within its retry budget."""
+    if cert is None or cert.coo_message_id != message_id:
+        return None
+    try:
+        return _move(cert, Role.EXPORTER, cert.number, Event.RETRIES_EXHAUSTED, message_id)
+    except IllegalTransition:
+        return None
+
+
+def applied(certs: dict[tuple[str, str], CertFacts], moves: list[Transition]) -> None:
+    """Fold moves into a facts overlay, so later messages of a batch see earlier ones."""
+    for t in moves:
+        known = certs.get((t.role.value, t.number))
+        coo = t.coo_message_id or (known.coo_message_id if known else t.message_id)
+        certs[(t.role.value, t.number)] = CertFacts(t.number, t.role, t.after, coo)

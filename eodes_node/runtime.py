@@ -1,0 +1,280 @@
+"""Lifecycle: start under a TaskGroup, consume in batches, settle deliveries, drain on stop.
+
+``BatchConsumer._settle_all`` is the one place that acks or requeues a delivery, and it
+runs only after the service has committed and the broker has confirmed what the batch
+caused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+
+from eodes_node.adapters.amqp import AmqpTransport, Delivery, settle
+from eodes_node.config import NodeConfig
+from eodes_node.errors import EodesError, TransientError
+from eodes_node.ports import Store
+from eodes_node.service import NodeService
+
+log = structlog.get_logger("eodes_node.runtime")
+
+BatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
+
+
+class BatchConsumer:
+    """Collects deliveries from one queue into batches and settles each one exactly once."""
+
+    def __init__(
+        self,
+        queue: str,
+        handler: BatchHandler,
+        *,
+        batch_max: int,
+        batch_wait_s: float,
+        io_timeout_s: float,
+        dead_letter: Callable[[Delivery, str], Awaitable[None]],
+    ) -> None:
+        self.queue = queue
+        self.handler = handler
+        self.batch_max = batch_max
+        self.batch_wait_s = batch_wait_s
+        self.io_timeout_s = io_timeout_s
+        self.dead_letter = dead_letter
+        self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        self._buffer.put_nowait(message)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _next_batch(self) -> list[AbstractIncomingMessage]:
+        getter = asyncio.ensure_future(self._buffer.get())
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if not getter.done():
+            getter.cancel()
+            return []
+        batch = [getter.result()]
+        if self.batch_wait_s and self._buffer.qsize() < self.batch_max - 1:
+            # A short window lets a burst share one commit and one receipt.
+            await asyncio.sleep(self.batch_wait_s)
+        while len(batch) < self.batch_max and not self._buffer.empty():
+            batch.append(self._buffer.get_nowait())
+        return batch
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            batch = await self._next_batch()
+            if not batch:
+                return
+            self.idle.clear()
+            try:
+                await self._process(batch)
+            finally:
+                self.idle.set()
+
+    async def _process(self, batch: list[AbstractIncomingMessage]) -> None:
+        deliveries = [Delivery.of(m) for m in batch]
+        try:
+            await self.handler(deliveries)
+        except TransientError as exc:
+            log.warning("batch_deferred", queue=self.queue, size=len(batch), error=str(exc))
+            await self._settle_all(deliveries, ack=False)
+            return
+        except Exception:
+            log.exception("batch_failed", queue=self.queue, size=len(batch))
+            await self._isolate(deliveries)
+            return
+        await self._settle_all(deliveries, ack=True)
+
+    async def _isolate(self, deliveries: list[Delivery]) -> None:
+        """Retry one by one so a poison message cannot take its neighbours down with it."""
+        for delivery in deliveries:
+            try:
+                await self.handler([delivery])
+            except TransientError:
+                await self._settle_all([delivery], ack=False)
+                continue
+            except Exception as exc:
+                if delivery.redelivered:
+                    log.exception(
+                        "poison_message_dead_lettered",
+                        queue=self.queue,
+                        message_id=delivery.message_id,
+                    )
+                    try:
+                        await self.dead_letter(delivery, f"internal error: {exc!r}")
+                    except EodesError:
+                        await self._settle_all([delivery], ack=False)
+                        continue
+                    await self._settle_all([delivery], ack=True)
+                else:
+                    await self._settle_all([delivery], ack=False)
+                continue
+            await self._settle_all([delivery], ack=True)
+
+    async def _settle_all(self, deliveries: Sequence[Delivery], *, ack: bool) -> None:
+        results = await asyncio.gather(
+            *(settle(d.raw, ack=ack, timeout_s=self.io_timeout_s) for d in deliveries)
+        )
+        lost = results.count(False)
+        if lost:
+            log.warning(
+                "settle_lost",
+                queue=self.queue,
+                count=lost,
+                ack=ack,
+                note="channel gone; the broker redelivers and dedup absorbs it",
+            )
+
+
+class Node:
+    """One node: the service wired to its broker and store, with its lifecycle."""
+
+    def __init__(
+        self, config: NodeConfig, service: NodeService, store: Store, transport: AmqpTransport
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.store = store
+        self.transport = transport
+        self.ready = asyncio.Event()
+        self.consumers: list[BatchConsumer] = []
+
+    async def _dead_letter(self, queue: str, delivery: Delivery, reason: str) -> None:
+        await self.transport.publish_local(
+            f"{queue}.dead",
+            delivery.body,
+            message_id=delivery.message_id or "unknown",
+            kind=delivery.kind or "unknown",
+            headers={"x-eodes-reason": reason[:4000]},
+            content_type="application/octet-stream",
+        )
+
+    def _consumer(self, queue: str, handler: BatchHandler) -> BatchConsumer:
+        broker = self.config.broker
+
+        async def dead_letter(delivery: Delivery, reason: str) -> None:
+            await self._dead_letter(queue, delivery, reason)
+
+        consumer = BatchConsumer(
+            queue,
+            handler,
+            batch_max=broker.batch_max,
+            batch_wait_s=broker.batch_wait_ms / 1000,
+            io_timeout_s=broker.io_timeout_s,
+            dead_letter=dead_letter,
+        )
+        self.consumers.append(consumer)
+        return consumer
+
+    async def _start_consuming(self, stop: asyncio.Event) -> bool:
+        """Connect and declare, retrying with backoff until it works or we are told to stop."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self.transport.declare()
+                topo = self.service.topology
+                for queue, handler in (
+                    (topo.inbound_queue, self.service.handle_inbound),
+                    (topo.outbound_records, self.service.handle_records),
+                    (topo.outbound_feedback, self.service.handle_feedback),
+                ):
+                    consumer = self._consumer(queue, handler)
+                    await self.transport.consume(queue, consumer.on_message)
+                return True
+            except TransientError as exc:
+                log.warning("broker_unavailable", error=str(exc), retry_in_s=delay)
+                await self.transport.stop_consuming()
+                self.consumers.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 30.0)
+        return False
+
+    async def _every(self, stop: asyncio.Event, work: Callable[[], Awaitable[float]]) -> None:
+        """Run ``work`` until stopped; it returns how long to wait before the next run."""
+        while not stop.is_set():
+            try:
+                wait = await work()
+            except TransientError as exc:
+                log.warning("background_deferred", error=str(exc))
+                wait = 2.0
+            except Exception:
+                log.exception("background_failed")
+                wait = 5.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(wait, 0.05))
+
+    async def _retry_pass(self) -> float:
+        next_due = await self.service.resend_due()
+        if next_due is None:
+            return 5.0
+        return min(max(next_due - time.time(), 0.05), 5.0)
+
+    async def _relay_pass(self) -> float:
+        remaining = await self.service.relay_outbox()
+        return 0.2 if remaining else 1.0
+
+    async def run(self, shutdown: asyncio.Event | None = None) -> None:
+        """Run until ``shutdown`` is set (or SIGTERM/SIGINT when none is given)."""
+        stop = shutdown or self._signal_event()
+        structlog.contextvars.bind_contextvars(
+            node=self.config.node.country, partner=self.config.node.partner
+        )
+        await self.store.open()
+        try:
+            if not await self._start_consuming(stop):
+                return
+            await self.service.relay_outbox()
+            log.info("node_started", own=self.config.node.country, partner=self.config.node.partner)
+            self.ready.set()
+            async with asyncio.TaskGroup() as group:
+                for consumer in self.consumers:
+                    group.create_task(consumer.run())
+                group.create_task(self._every(stop, self._retry_pass))
+                group.create_task(self._every(stop, self._relay_pass))
+                await stop.wait()
+                await self._drain()
+        finally:
+            self.ready.clear()
+            await self.transport.close()
+            await self.store.close()
+            log.info("node_stopped")
+
+    async def _drain(self) -> None:
+        """Stop taking work, let in-flight batches finish within the bound."""
+        log.info("draining", bound_s=self.config.limits.drain_timeout_s)
+        await self.transport.stop_consuming()
+        for consumer in self.consumers:
+            consumer.stop()
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(c.idle.wait() for c in self.consumers)),
+                self.config.limits.drain_timeout_s,
+            )
+        except TimeoutError:
+            log.error(
+                "drain_timeout", note="unfinished deliveries stay unacked and are redelivered"
+            )
+
+    @staticmethod
+    def _signal_event() -> asyncio.Event:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return stop

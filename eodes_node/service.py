@@ -1,0 +1,780 @@
+"""The service layer: deliveries in, core decisions, effects out through the ports.
+
+Each handler takes a batch of deliveries from one queue. It gathers the facts the core
+needs in a few store reads, decides message by message (later messages of a batch see the
+effects of earlier ones), commits everything the batch caused in one transaction, then
+publishes with broker confirms. Only when it returns may the runtime ack the batch.
+A handler raises only ``TransientError`` (retry the batch) or a bug; every problem with a
+message itself is answered here: rejection receipt, dead letter, error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import structlog
+
+from eodes_node.adapters.amqp import Delivery
+from eodes_node.config import LimitsSection, RetrySection
+from eodes_node.core.canonical import canonical_json
+from eodes_node.core.decide import (
+    CertFacts,
+    Local,
+    PriorInbound,
+    Transition,
+    applied,
+    decide_inbound,
+    decide_local_certificate,
+    decide_local_feedback,
+    decide_receipt,
+    rejection_entry,
+    retries_exhausted,
+)
+from eodes_node.core.envelope import Opened, open_envelope, seal
+from eodes_node.core.jws import KeySet, PrivateKey, digest
+from eodes_node.core.messages import (
+    CooCancellation,
+    CooIssued,
+    CooReplacement,
+    Feedback,
+    FeedbackBody,
+    Kind,
+    MessageBase,
+    Receipt,
+    ReceiptEntry,
+    certificate_number_of,
+    issued_now,
+    new_message_id,
+)
+from eodes_node.core.records import compose_message, parse_model
+from eodes_node.core.state import Role
+from eodes_node.errors import InvalidMessage, InvalidRecord, PeerError, Problem
+from eodes_node.ports import (
+    PARTNER,
+    Clock,
+    Due,
+    InboundRow,
+    OutboundRow,
+    OutboundUpdate,
+    Publication,
+    Store,
+    Transport,
+    UnitOfWork,
+)
+from eodes_node.topology import Topology
+
+log = structlog.get_logger("eodes_node.service")
+
+RECORD_KINDS = (Kind.COO, Kind.COO_REPLACEMENT, Kind.COO_CANCELLATION)
+_UUID_CHARS = frozenset("0123456789abcdef-")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    own: str
+    partner: str
+    key: PrivateKey
+    partner_keys: KeySet
+    topology: Topology
+
+
+def _looks_like_id(value: str | None) -> bool:
+    return value is not None and len(value) == 36 and set(value) <= _UUID_CHARS
+
+
+def _claimed_id(delivery: Delivery) -> str | None:
+    """The message id the transport claims, if it has the form of one."""
+    return delivery.message_id if _looks_like_id(delivery.message_id) else None
+
+
+def _record_digest(body: Any) -> str:
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def _cert_key(message: MessageBase) -> tuple[str, str] | None:
+    """The certificate a partner message concerns, seen from our side."""
+    number = certificate_number_of(message)
+    if number is None:
+        return None
+    role = Role.EXPORTER if isinstance(message, Feedback) else Role.IMPORTER
+    return (role.value, number)
+
+
+class NodeService:
+    def __init__(
+        self,
+        identity: NodeIdentity,
+        store: Store,
+        transport: Transport,
+        clock: Clock,
+        *,
+        retry: RetrySection,
+        limits: LimitsSection,
+    ) -> None:
+        self.id = identity
+        self.store = store
+        self.transport = transport
+        self.clock = clock
+        self.retry = retry
+        self.limits = limits
+        self.topology = identity.topology
+        self._decide_lock = asyncio.Lock()
+
+    # --- shared effects ------------------------------------------------------------
+
+    def _event(
+        self,
+        unit: UnitOfWork,
+        event: str,
+        *,
+        message_id: str,
+        kind: str,
+        certificate_number: str | None,
+        code: str | None = None,
+        text: str = "",
+        problems: Sequence[Problem] = (),
+    ) -> None:
+        body: dict[str, Any] = {
+            "event": event,
+            "message_id": message_id,
+            "kind": kind,
+            "certificate_number": certificate_number,
+            "partner": self.id.partner,
+            "at": issued_now(self.clock.now()).isoformat().replace("+00:00", "Z"),
+        }
+        if code:
+            body["code"] = code
+        if text:
+            body["text"] = text
+        if problems:
+            body["problems"] = [
+                {"path": p.path, "rule": p.rule, "message": p.message} for p in problems
+            ]
+        unit.publications.append(
+            Publication(
+                self.topology.events, orjson.dumps(body), new_message_id(), f"event.{event}"
+            )
+        )
+
+    def _dead_letter(self, unit: UnitOfWork, queue: str, delivery: Delivery, reason: str) -> None:
+        unit.publications.append(
+            Publication(
+                self.topology.dead_letter(queue),
+                delivery.body,
+                _claimed_id(delivery) or new_message_id(),
+                delivery.kind or "unknown",
+                {"x-eodes-reason": reason[:4000]},
+                "application/octet-stream",
+            )
+        )
+
+    async def _decide_and_commit(
+        self,
+        decide: Callable[[Sequence[Delivery]], Awaitable[UnitOfWork]],
+        batch: Sequence[Delivery],
+    ) -> None:
+        """Facts are read, decided on and committed under one lock, so two handlers never
+        decide on the same certificate from the same stale state; publishing happens after,
+        outside the lock, so broker round trips of different queues still overlap."""
+        async with self._decide_lock:
+            unit = await decide(batch)
+            ids = await self.store.commit(unit) if unit else []
+        if ids:
+            await self.publish_queued(list(zip(ids, unit.publications, strict=True)))
+
+    async def handle_inbound(self, batch: Sequence[Delivery]) -> None:
+        await self._decide_and_commit(self._decide_inbound, batch)
+
+    async def handle_records(self, batch: Sequence[Delivery]) -> None:
+        await self._decide_and_commit(self._decide_records, batch)
+
+    async def handle_feedback(self, batch: Sequence[Delivery]) -> None:
+        await self._decide_and_commit(self._decide_feedback, batch)
+
+    async def publish_queued(self, items: Sequence[tuple[int, Publication]]) -> int:
+        """Publish outbox items concurrently (pipelined confirms); mark the confirmed ones."""
+
+        async def one(item: tuple[int, Publication]) -> int | None:
+            outbox_id, p = item
+            try:
+                if p.destination == PARTNER:
+                    await self.transport.publish_partner(
+                        p.body, message_id=p.message_id, kind=p.kind
+                    )
+                else:
+                    await self.transport.publish_local(
+                        p.destination,
+                        p.body,
+                        message_id=p.message_id,
+                        kind=p.kind,
+                        headers=p.headers,
+                        content_type=p.content_type,
+                    )
+            except PeerError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - kept in the outbox, relayed later
+                log.warning(
+                    "publish_deferred",
+                    destination=p.destination,
+                    message_id=p.message_id,
+                    error=str(exc),
+                )
+                return None
+            return outbox_id
+
+        results = await asyncio.gather(*(one(item) for item in items))
+        done = [r for r in results if r is not None]
+        await self.store.mark_published(done)
+        return len(done)
+
+    async def relay_outbox(self, limit: int = 500) -> int:
+        """Publish what a crash or an outage left in the outbox; returns how many remain."""
+        queued = await self.store.unpublished(limit)
+        if not queued:
+            return 0
+        published = await self.publish_queued([(q.id, q.publication) for q in queued])
+        if published:
+            log.info("outbox_relayed", published=published)
+        return len(queued) - published
+
+    # --- partner messages ------------------------------------------------------------
+
+    async def _decide_inbound(self, batch: Sequence[Delivery]) -> UnitOfWork:
+        me = self.id
+        now = self.clock.now()
+        unit = UnitOfWork()
+        entries: list[ReceiptEntry] = []
+        opened: list[tuple[Delivery, Opened]] = []
+        for delivery in batch:
+            try:
+                opened.append(
+                    (
+                        delivery,
+                        open_envelope(
+                            delivery.body,
+                            me.partner_keys,
+                            receiver=me.own,
+                            now=now,
+                            max_bytes=self.limits.max_message_bytes,
+                            max_future_skew=_seconds(self.limits.max_future_skew_s),
+                            max_age=_seconds(self.limits.max_age_s),
+                        ),
+                    )
+                )
+            except PeerError as exc:
+                self._refuse_unverified(unit, entries, delivery, exc)
+
+        receipts = [(d, o) for d, o in opened if isinstance(o.message, Receipt)]
+        others = [(d, o) for d, o in opened if not isinstance(o.message, Receipt)]
+        priors = await self.store.prior_inbound(
+            me.partner, (o.message.message_id for _, o in opened)
+        )
+        keys = {k for _, o in others if (k := _cert_key(o.message)) is not None}
+        keys |= {
+            (Role.IMPORTER.value, ref.certificate_number)
+            for _, o in others
+            if isinstance(o.message, CooReplacement)
+            and (ref := o.message.certificate.back_reference) is not None
+        }
+        certs = await self.store.certificates(keys)
+        receipt_id = new_message_id()
+        resend: set[str] = set()
+
+        for delivery, o in others:
+            m = o.message
+            number = certificate_number_of(m)
+            with structlog.contextvars.bound_contextvars(
+                message_id=m.message_id, certificate_number=number, partner=me.partner
+            ):
+                prior = priors.get(m.message_id)
+                in_this_batch = prior is not None and prior.receipt_id == receipt_id
+                if in_this_batch and prior is not None and prior.digest == o.digest:
+                    continue  # a copy within this batch: this batch's receipt answers it
+                try:
+                    key = _cert_key(m)
+                    referenced = None
+                    if isinstance(m, CooReplacement) and m.certificate.back_reference:
+                        referenced = certs.get(
+                            (Role.IMPORTER.value, m.certificate.back_reference.certificate_number)
+                        )
+                    decision = decide_inbound(
+                        o,
+                        prior=prior,
+                        certificate=certs.get(key) if key else None,
+                        referenced=referenced,
+                    )
+                except InvalidMessage as exc:
+                    entry = rejection_entry(
+                        m.message_id, o.kind, o.digest, exc.code, exc.reason, number
+                    )
+                    log.warning(
+                        "partner_message_rejected",
+                        kind=o.kind.value,
+                        code=exc.code,
+                        reason=exc.reason,
+                    )
+                    if prior is None:
+                        unit.inbound.append(self._inbound_row(o, "rejected", entry, receipt_id))
+                        priors[m.message_id] = PriorInbound(o.digest, entry, receipt_id)
+                    entries.append(entry)
+                    self._dead_letter(
+                        unit, self.topology.inbound_queue, delivery, f"{exc.code}: {exc.reason}"
+                    )
+                    continue
+                if decision.duplicate:
+                    log.info("duplicate_received", kind=o.kind.value)
+                    if prior is not None and prior.receipt_id:
+                        resend.add(prior.receipt_id)
+                    continue
+                assert decision.entry is not None
+                priors[m.message_id] = PriorInbound(o.digest, decision.entry, receipt_id)
+                entries.append(decision.entry)
+                unit.inbound.append(self._inbound_row(o, "accepted", decision.entry, receipt_id))
+                unit.transitions.extend(decision.transitions)
+                applied(certs, list(decision.transitions))
+                if decision.deliver_to is not None:
+                    self._deliver(unit, decision.deliver_to, o, number)
+                log.info(
+                    "partner_message_accepted", kind=o.kind.value, delivered_to=decision.deliver_to
+                )
+
+        await self._apply_receipts(unit, receipts, priors)
+
+        if entries:
+            self._answer(unit, receipt_id, entries, now)
+        if resend:
+            tokens = await self.store.tokens(resend)
+            for rid, token in tokens.items():
+                unit.publications.append(Publication(PARTNER, token, rid, Kind.RECEIPT.value))
+        return unit
+
+    def _refuse_unverified(
+        self, unit: UnitOfWork, entries: list[ReceiptEntry], delivery: Delivery, exc: PeerError
+    ) -> None:
+        """A message that failed verification: dead-letter it, and tell the partner why.
+
+        Nothing in it can be trusted, so the rejection names only the id and type the
+        transport claimed, and the digest of the exact bytes we received.
+        """
+        with structlog.contextvars.bound_contextvars(
+            message_id=delivery.message_id, certificate_number=None, partner=self.id.partner
+        ):
+            log.warning(
+                "partner_message_refused", code=exc.code, reason=exc.reason, size=len(delivery.body)
+            )
+            self._dead_letter(
+                unit, self.topology.inbound_queue, delivery, f"{exc.code}: {exc.reason}"
+            )
+            kind = delivery.kind if delivery.kind in Kind._value2member_map_ else None
+            if _looks_like_id(delivery.message_id) and kind and kind != Kind.RECEIPT.value:
+                assert delivery.message_id is not None
+                entries.append(
+                    rejection_entry(
+                        delivery.message_id,
+                        Kind(kind),
+                        digest(delivery.body.strip()),
+                        exc.code,
+                        exc.reason,
+                    )
+                )
+
+    def _inbound_row(
+        self, o: Opened, status: str, entry: ReceiptEntry | None, receipt_id: str | None
+    ) -> InboundRow:
+        return InboundRow(
+            sender=self.id.partner,
+            message_id=o.message.message_id,
+            kind=o.kind,
+            digest=o.digest,
+            token=o.token,
+            status=status,
+            code=entry.code.value if entry and entry.code else None,
+            text=entry.text if entry else "",
+            certificate_number=certificate_number_of(o.message),
+            receipt_entry=entry.model_dump_json(exclude_none=True) if entry else None,
+            receipt_id=receipt_id if entry else None,
+        )
+
+    def _deliver(self, unit: UnitOfWork, to: Local, o: Opened, number: str | None) -> None:
+        queue = self.topology.clearance if to is Local.CLEARANCE else self.topology.issuing
+        headers = {"x-eodes-sender": self.id.partner, "x-eodes-digest": o.digest}
+        if number:
+            headers["x-eodes-certificate"] = number
+        unit.publications.append(
+            Publication(queue, o.payload, o.message.message_id, o.kind.value, headers)
+        )
+
+    def _answer(
+        self, unit: UnitOfWork, receipt_id: str, entries: list[ReceiptEntry], now: Any
+    ) -> None:
+        receipt = Receipt(
+            message_id=receipt_id,
+            sender=self.id.own,
+            receiver=self.id.partner,
+            issued_at=issued_now(now),
+            entries=tuple(entries),
+        )
+        token = seal(receipt, self.id.key)
+        unit.outbound.append(
+            OutboundRow(
+                receipt_id,
+                Kind.RECEIPT,
+                None,
+                None,
+                token,
+                None,
+                None,
+                attempts=1,
+                next_attempt_at=None,
+                status="sent",
+            )
+        )
+        unit.publications.append(Publication(PARTNER, token, receipt_id, Kind.RECEIPT.value))
+
+    async def _apply_receipts(
+        self, unit: UnitOfWork, receipts: list[tuple[Delivery, Opened]], priors: dict[str, Any]
+    ) -> None:
+        fresh = [o for _, o in receipts if o.message.message_id not in priors]
+        if not fresh:
+            return
+        ids = {
+            e.message_id for o in fresh if isinstance(o.message, Receipt) for e in o.message.entries
+        }
+        sent = await self.store.outbound(ids)
+        certs = await self.store.certificates(
+            (Role.EXPORTER.value, s.certificate_number)
+            for s in sent.values()
+            if s.certificate_number
+        )
+        by_number = {number: facts for (_, number), facts in certs.items()}
+        stored: set[str] = set()
+        for o in fresh:
+            receipt = o.message
+            assert isinstance(receipt, Receipt)
+            if receipt.message_id in stored:
+                continue
+            stored.add(receipt.message_id)
+            unit.inbound.append(self._inbound_row(o, "accepted", None, None))
+            for outcome in decide_receipt(receipt, sent, by_number):
+                facts = sent[outcome.message_id]
+                with structlog.contextvars.bound_contextvars(
+                    message_id=outcome.message_id,
+                    certificate_number=facts.certificate_number,
+                    partner=self.id.partner,
+                ):
+                    if facts.status == outcome.status:
+                        continue
+                    log.info(
+                        "receipt_received",
+                        status=outcome.status,
+                        code=outcome.code,
+                        was=facts.status,
+                    )
+                    unit.outbound_updates.append(
+                        OutboundUpdate(
+                            outcome.message_id, outcome.status, outcome.code, outcome.text
+                        )
+                    )
+                    unit.transitions.extend(outcome.transitions)
+                    for t in outcome.transitions:
+                        by_number[t.number] = CertFacts(
+                            t.number, t.role, t.after, by_number[t.number].coo_message_id
+                        )
+                    if facts.kind is not Kind.RECEIPT:
+                        self._event(
+                            unit,
+                            outcome.status,
+                            message_id=outcome.message_id,
+                            kind=facts.kind.value,
+                            certificate_number=facts.certificate_number,
+                            code=outcome.code,
+                            text=outcome.text,
+                        )
+
+    # --- local records ---------------------------------------------------------------
+
+    def _refuse_record(
+        self,
+        unit: UnitOfWork,
+        queue: str,
+        delivery: Delivery,
+        kind: str,
+        problems: Sequence[Problem],
+        number: str | None = None,
+    ) -> None:
+        text = "; ".join(str(p) for p in problems)
+        with structlog.contextvars.bound_contextvars(
+            message_id=delivery.message_id, certificate_number=number, partner=self.id.partner
+        ):
+            log.warning("local_record_rejected", kind=kind, problems=text)
+        self._dead_letter(unit, queue, delivery, text)
+        self._event(
+            unit,
+            "record_rejected",
+            message_id=delivery.message_id or "",
+            kind=kind,
+            certificate_number=number,
+            text=text,
+            problems=problems,
+        )
+
+    def _parse_body(self, delivery: Delivery) -> Any:
+        if len(delivery.body) > self.limits.max_message_bytes:
+            raise InvalidRecord(
+                [Problem("", "too_large", f"record exceeds {self.limits.max_message_bytes} bytes")]
+            )
+        try:
+            return orjson.loads(delivery.body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRecord([Problem("", "json_invalid", f"not valid JSON: {exc}")]) from None
+
+    def _send(
+        self,
+        unit: UnitOfWork,
+        message: MessageBase,
+        kind: Kind,
+        number: str,
+        local_key: str,
+        record_digest: str,
+        moves: Iterable[Transition],
+    ) -> None:
+        token = seal(message, self.id.key)
+        first_retry = self.clock.now().timestamp() + self.retry.first_after_s
+        unit.outbound.append(
+            OutboundRow(
+                message.message_id,
+                kind,
+                number,
+                message.correlation_id,
+                token,
+                local_key,
+                record_digest,
+                attempts=1,
+                next_attempt_at=first_retry,
+            )
+        )
+        unit.transitions.extend(moves)
+        unit.publications.append(Publication(PARTNER, token, message.message_id, kind.value))
+
+    async def _decide_records(self, batch: Sequence[Delivery]) -> UnitOfWork:
+        """e-CO, replacement and cancellation records from the issuing system."""
+        queue = self.topology.outbound_records
+        unit = UnitOfWork()
+        now = issued_now(self.clock.now())
+        ready: list[tuple[Delivery, Kind, MessageBase, str, str]] = []
+        for delivery in batch:
+            kind_name = delivery.kind or Kind.COO.value
+            try:
+                if kind_name not in {k.value for k in RECORD_KINDS}:
+                    raise InvalidRecord(
+                        [
+                            Problem(
+                                "",
+                                "unknown_type",
+                                f"AMQP type {kind_name!r} is not one of "
+                                + ", ".join(k.value for k in RECORD_KINDS),
+                            )
+                        ]
+                    )
+                kind = Kind(kind_name)
+                body = self._parse_body(delivery)
+                message = compose_message(
+                    kind, body, sender=self.id.own, receiver=self.id.partner, issued_at=now
+                )
+            except InvalidRecord as exc:
+                self._refuse_record(unit, queue, delivery, kind_name, exc.problems)
+                continue
+            number = certificate_number_of(message) or ""
+            ready.append((delivery, kind, message, number, _record_digest(body)))
+
+        known = await self.store.local_keys(f"{k.value}:{n}" for _, k, _, n, _ in ready)
+        wanted = {(Role.EXPORTER.value, n) for _, _, _, n, _ in ready}
+        wanted |= {
+            (Role.EXPORTER.value, ref.certificate_number)
+            for _, _, m, _, _ in ready
+            if isinstance(m, CooReplacement) and (ref := m.certificate.back_reference) is not None
+        }
+        certs = await self.store.certificates(wanted)
+        for delivery, kind, message, number, record_digest in ready:
+            local_key = f"{kind.value}:{number}"
+            with structlog.contextvars.bound_contextvars(
+                message_id=message.message_id,
+                certificate_number=number,
+                partner=self.id.partner,
+            ):
+                try:
+                    if local_key in known:
+                        if known[local_key][1] == record_digest:
+                            log.info(
+                                "local_duplicate_ignored",
+                                kind=kind.value,
+                                first_message_id=known[local_key][0],
+                            )
+                            continue
+                        raise InvalidRecord(
+                            [
+                                Problem(
+                                    "header.certificate_number",
+                                    "number_in_use",
+                                    f"{kind.value} for {number} was already submitted with other "
+                                    "content; a correction travels as coo-replacement",
+                                )
+                            ]
+                        )
+                    assert isinstance(message, CooIssued | CooReplacement | CooCancellation)
+                    referenced = None
+                    if isinstance(message, CooReplacement) and message.certificate.back_reference:
+                        referenced = certs.get(
+                            (
+                                Role.EXPORTER.value,
+                                message.certificate.back_reference.certificate_number,
+                            )
+                        )
+                    moves = decide_local_certificate(
+                        message, certs.get((Role.EXPORTER.value, number)), referenced
+                    )
+                except InvalidRecord as exc:
+                    self._refuse_record(unit, queue, delivery, kind.value, exc.problems, number)
+                    continue
+                applied(certs, moves)
+                known[local_key] = (message.message_id, record_digest)
+                self._send(unit, message, kind, number, local_key, record_digest, moves)
+                log.info("record_accepted", kind=kind.value)
+        return unit
+
+    async def _decide_feedback(self, batch: Sequence[Delivery]) -> UnitOfWork:
+        """Decisions from the clearance system on certificates received from the partner."""
+        queue = self.topology.outbound_feedback
+        unit = UnitOfWork()
+        now = issued_now(self.clock.now())
+        ready: list[tuple[Delivery, FeedbackBody, str, str]] = []
+        for delivery in batch:
+            try:
+                body = self._parse_body(delivery)
+                feedback = parse_model(FeedbackBody, orjson.dumps(body))
+            except InvalidRecord as exc:
+                self._refuse_record(unit, queue, delivery, Kind.FEEDBACK.value, exc.problems)
+                continue
+            ready.append((delivery, feedback, feedback.certificate_number, _record_digest(body)))
+        known = await self.store.local_keys(f"feedback:{n}" for _, _, n, _ in ready)
+        certs = await self.store.certificates((Role.IMPORTER.value, n) for _, _, n, _ in ready)
+        for delivery, feedback, number, record_digest in ready:
+            local_key = f"feedback:{number}"
+            message_id = new_message_id()
+            with structlog.contextvars.bound_contextvars(
+                message_id=message_id, certificate_number=number, partner=self.id.partner
+            ):
+                if known.get(local_key, ("", ""))[1] == record_digest:
+                    log.info("local_duplicate_ignored", kind="feedback")
+                    continue
+                try:
+                    cert = certs.get((Role.IMPORTER.value, number))
+                    move = decide_local_feedback(feedback, cert, message_id)
+                except InvalidRecord as exc:
+                    self._refuse_record(
+                        unit, queue, delivery, Kind.FEEDBACK.value, exc.problems, number
+                    )
+                    continue
+                assert cert is not None
+                message = Feedback(
+                    message_id=message_id,
+                    sender=self.id.own,
+                    receiver=self.id.partner,
+                    issued_at=now,
+                    correlation_id=cert.coo_message_id,
+                    feedback=feedback,
+                )
+                applied(certs, [move])
+                known[local_key] = (message_id, record_digest)
+                self._send(unit, message, Kind.FEEDBACK, number, local_key, record_digest, [move])
+                log.info("feedback_accepted", decision=feedback.decision.value)
+        return unit
+
+    # --- retries ---------------------------------------------------------------------
+
+    def backoff_s(self, attempts: int) -> float:
+        delay = self.retry.first_after_s * self.retry.multiplier ** max(attempts - 1, 0)
+        return float(min(delay, self.retry.max_interval_s))
+
+    async def resend_due(self, limit: int = 200) -> float | None:
+        """Resend what has no receipt yet, or mark it failed; returns when next to look."""
+        now = self.clock.now().timestamp()
+        async with self._decide_lock:
+            due = await self.store.due(now, limit)
+            exhausted = [d for d in due if d.attempts >= self.retry.max_attempts]
+            failures = await self._decide_failures(exhausted) if exhausted else UnitOfWork()
+            ids = await self.store.commit(failures) if failures else []
+        if ids:
+            await self.publish_queued(list(zip(ids, failures.publications, strict=True)))
+        resend = [d for d in due if d.attempts < self.retry.max_attempts]
+
+        async def attempt(d: Due) -> None:
+            try:
+                await self.transport.publish_partner(
+                    d.token, message_id=d.message_id, kind=d.kind.value
+                )
+                log.info("resent", message_id=d.message_id, attempt=d.attempts + 1)
+            except Exception as exc:  # noqa: BLE001 - the attempt counts either way
+                log.warning("resend_failed", message_id=d.message_id, error=str(exc))
+
+        await asyncio.gather(*(attempt(d) for d in resend))
+        if resend:
+            # Guarded by status = 'pending' in the store: a receipt that came meanwhile wins.
+            await self.store.commit(
+                UnitOfWork(
+                    outbound_updates=[
+                        OutboundUpdate(
+                            d.message_id,
+                            "pending",
+                            attempts=d.attempts + 1,
+                            next_attempt_at=now + self.backoff_s(d.attempts + 1),
+                        )
+                        for d in resend
+                    ]
+                )
+            )
+        if len(due) == limit:
+            return now
+        return await self.store.next_due_at()
+
+    async def _decide_failures(self, exhausted: Sequence[Due]) -> UnitOfWork:
+        unit = UnitOfWork()
+        certs = await self.store.certificates(
+            (Role.EXPORTER.value, d.certificate_number) for d in exhausted if d.certificate_number
+        )
+        for d in exhausted:
+            with structlog.contextvars.bound_contextvars(
+                message_id=d.message_id,
+                certificate_number=d.certificate_number,
+                partner=self.id.partner,
+            ):
+                text = f"no receipt after {d.attempts} attempts"
+                log.error("delivery_failed", kind=d.kind.value, attempts=d.attempts)
+                unit.outbound_updates.append(
+                    OutboundUpdate(d.message_id, "failed", "RETRIES_EXHAUSTED", text)
+                )
+                move = retries_exhausted(
+                    certs.get((Role.EXPORTER.value, d.certificate_number or "")), d.message_id
+                )
+                if move is not None:
+                    unit.transitions.append(move)
+                self._event(
+                    unit,
+                    "failed",
+                    message_id=d.message_id,
+                    kind=d.kind.value,
+                    certificate_number=d.certificate_number,
+                    code="RETRIES_EXHAUSTED",
+                    text=text,
+                )
+        return unit
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
