@@ -66,6 +66,9 @@ class Publication:
     kind: str
     headers: Mapping[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    # The delivery that caused it. A bound publication is published in the same broker
+    # transaction as that delivery's ack, and re-issued only if the delivery comes back.
+    bound_to: str | None = None
 
 
 PARTNER = "@partner"
@@ -80,6 +83,9 @@ class UnitOfWork:
     outbound_updates: list[OutboundUpdate] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
     publications: list[Publication] = field(default_factory=list)
+    # Bindings whose unpublished publications must go out again with this batch: their
+    # delivery came back after a crash between our commit and its broker transaction.
+    reissue: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -153,6 +159,7 @@ class Store(Protocol):
     async def commit(self, unit: UnitOfWork) -> list[int]: ...
     async def mark_published(self, ids: Sequence[int]) -> None: ...
     async def unpublished(self, limit: int) -> list[QueuedPublication]: ...
+    async def bound_unpublished(self, keys: Iterable[str]) -> list[QueuedPublication]: ...
     async def due(self, now: float, limit: int) -> list[Due]: ...
     async def next_due_at(self) -> float | None: ...
     async def report(self, number: str) -> list[CertificateReport]: ...

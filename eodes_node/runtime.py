@@ -14,21 +14,26 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from eodes_node.adapters.amqp import AmqpTransport, Delivery, settle
+from eodes_node.adapters.amqp import AmqpTransport, Delivery, settle_batch
 from eodes_node.config import NodeConfig
-from eodes_node.errors import EodesError, TransientError
-from eodes_node.ports import Store
+from eodes_node.errors import TransientError
+from eodes_node.ports import Publication, Store
 from eodes_node.service import NodeService
 
 log = structlog.get_logger("eodes_node.runtime")
 
-BatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
+BatchHandler = Callable[[Sequence[Delivery]], Awaitable[list[tuple[int, Publication]]]]
 
 
 class BatchConsumer:
-    """Collects deliveries from one queue into batches and settles each one exactly once."""
+    """Collects deliveries from one queue into batches and settles each one exactly once.
+
+    ``_settle`` is the one place a delivery is acked or requeued. It runs after the
+    service has committed what the batch caused, and acks in the same broker transaction
+    that publishes the batch's local effects.
+    """
 
     def __init__(
         self,
@@ -38,14 +43,17 @@ class BatchConsumer:
         batch_max: int,
         batch_wait_s: float,
         io_timeout_s: float,
-        dead_letter: Callable[[Delivery, str], Awaitable[None]],
+        published: Callable[[Sequence[int]], Awaitable[None]],
+        dead_letter_queue: str,
     ) -> None:
         self.queue = queue
         self.handler = handler
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
         self.io_timeout_s = io_timeout_s
-        self.dead_letter = dead_letter
+        self.published = published
+        self.dead_letter_queue = dead_letter_queue
+        self.channel: AbstractChannel | None = None
         self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self.idle = asyncio.Event()
@@ -82,63 +90,83 @@ class BatchConsumer:
                 return
             self.idle.clear()
             try:
-                await self._process(batch)
+                await self._process([Delivery.of(m) for m in batch])
             finally:
                 self.idle.set()
 
-    async def _process(self, batch: list[AbstractIncomingMessage]) -> None:
-        deliveries = [Delivery.of(m) for m in batch]
+    async def _process(self, deliveries: list[Delivery]) -> None:
         try:
-            await self.handler(deliveries)
+            local = await self.handler(deliveries)
         except TransientError as exc:
-            log.warning("batch_deferred", queue=self.queue, size=len(batch), error=str(exc))
-            await self._settle_all(deliveries, ack=False)
+            log.warning("batch_deferred", queue=self.queue, size=len(deliveries), error=str(exc))
+            await self._settle(deliveries, [], ack=False)
             return
         except Exception:
-            log.exception("batch_failed", queue=self.queue, size=len(batch))
+            log.exception("batch_failed", queue=self.queue, size=len(deliveries))
             await self._isolate(deliveries)
             return
-        await self._settle_all(deliveries, ack=True)
+        await self._settle(deliveries, local, ack=True)
 
     async def _isolate(self, deliveries: list[Delivery]) -> None:
         """Retry one by one so a poison message cannot take its neighbours down with it."""
         for delivery in deliveries:
             try:
-                await self.handler([delivery])
+                local = await self.handler([delivery])
             except TransientError:
-                await self._settle_all([delivery], ack=False)
+                await self._settle([delivery], [], ack=False)
                 continue
             except Exception as exc:
-                if delivery.redelivered:
-                    log.exception(
-                        "poison_message_dead_lettered",
-                        queue=self.queue,
-                        message_id=delivery.message_id,
-                    )
-                    try:
-                        await self.dead_letter(delivery, f"internal error: {exc!r}")
-                    except EodesError:
-                        await self._settle_all([delivery], ack=False)
-                        continue
-                    await self._settle_all([delivery], ack=True)
-                else:
-                    await self._settle_all([delivery], ack=False)
+                if not delivery.redelivered:
+                    await self._settle([delivery], [], ack=False)
+                    continue
+                log.exception(
+                    "poison_message_dead_lettered", queue=self.queue, message_id=delivery.message_id
+                )
+                poison = Publication(
+                    self.dead_letter_queue,
+                    delivery.body,
+                    delivery.message_id or "unknown",
+                    delivery.kind or "unknown",
+                    {"x-eodes-reason": f"internal error: {exc!r}"},
+                    "application/octet-stream",
+                    bound_to="poison",
+                )
+                await self._settle([delivery], [(0, poison)], ack=True)
                 continue
-            await self._settle_all([delivery], ack=True)
+            await self._settle([delivery], local, ack=True)
 
-    async def _settle_all(self, deliveries: Sequence[Delivery], *, ack: bool) -> None:
-        results = await asyncio.gather(
-            *(settle(d.raw, ack=ack, timeout_s=self.io_timeout_s) for d in deliveries)
+    async def _settle(
+        self,
+        deliveries: Sequence[Delivery],
+        local: Sequence[tuple[int, Publication]],
+        *,
+        ack: bool,
+    ) -> None:
+        assert self.channel is not None
+        done = await settle_batch(
+            self.channel,
+            deliveries,
+            [p for _, p in local],
+            ack=ack,
+            timeout_s=self.io_timeout_s,
         )
-        lost = results.count(False)
-        if lost:
+        if not done:
             log.warning(
                 "settle_lost",
                 queue=self.queue,
-                count=lost,
+                count=len(deliveries),
                 ack=ack,
-                note="channel gone; the broker redelivers and dedup absorbs it",
+                note="not settled; the broker redelivers and dedup absorbs it",
             )
+            return
+        ids = [i for i, _ in local if i]
+        if ids:
+            try:
+                await self.published(ids)
+            except TransientError as exc:
+                # Harmless: bound publications are never relayed, only re-issued if their
+                # delivery comes back, and it will not: it was acked with them.
+                log.warning("mark_published_failed", error=str(exc))
 
 
 class Node:
@@ -154,29 +182,16 @@ class Node:
         self.ready = asyncio.Event()
         self.consumers: list[BatchConsumer] = []
 
-    async def _dead_letter(self, queue: str, delivery: Delivery, reason: str) -> None:
-        await self.transport.publish_local(
-            f"{queue}.dead",
-            delivery.body,
-            message_id=delivery.message_id or "unknown",
-            kind=delivery.kind or "unknown",
-            headers={"x-eodes-reason": reason[:4000]},
-            content_type="application/octet-stream",
-        )
-
     def _consumer(self, queue: str, handler: BatchHandler) -> BatchConsumer:
         broker = self.config.broker
-
-        async def dead_letter(delivery: Delivery, reason: str) -> None:
-            await self._dead_letter(queue, delivery, reason)
-
         consumer = BatchConsumer(
             queue,
             handler,
             batch_max=broker.batch_max,
             batch_wait_s=broker.batch_wait_ms / 1000,
             io_timeout_s=broker.io_timeout_s,
-            dead_letter=dead_letter,
+            published=self.service.published,
+            dead_letter_queue=self.service.topology.dead_letter(queue),
         )
         self.consumers.append(consumer)
         return consumer
@@ -194,7 +209,7 @@ class Node:
                     (topo.outbound_feedback, self.service.handle_feedback),
                 ):
                     consumer = self._consumer(queue, handler)
-                    await self.transport.consume(queue, consumer.on_message)
+                    consumer.channel = await self.transport.consume(queue, consumer.on_message)
                 return True
             except TransientError as exc:
                 log.warning("broker_unavailable", error=str(exc), retry_in_s=delay)

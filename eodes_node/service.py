@@ -26,6 +26,7 @@ from eodes_node.core.canonical import canonical_json
 from eodes_node.core.decide import (
     CertFacts,
     Local,
+    OutboundFacts,
     PriorInbound,
     Transition,
     applied,
@@ -139,6 +140,7 @@ class NodeService:
         code: str | None = None,
         text: str = "",
         problems: Sequence[Problem] = (),
+        bound_to: str | None = None,
     ) -> None:
         body: dict[str, Any] = {
             "event": event,
@@ -158,11 +160,17 @@ class NodeService:
             ]
         unit.publications.append(
             Publication(
-                self.topology.events, orjson.dumps(body), new_message_id(), f"event.{event}"
+                self.topology.events,
+                orjson.dumps(body),
+                new_message_id(),
+                f"event.{event}",
+                bound_to=bound_to,
             )
         )
 
-    def _dead_letter(self, unit: UnitOfWork, queue: str, delivery: Delivery, reason: str) -> None:
+    def _dead_letter(
+        self, unit: UnitOfWork, queue: str, delivery: Delivery, reason: str, bound_to: str
+    ) -> None:
         unit.publications.append(
             Publication(
                 self.topology.dead_letter(queue),
@@ -171,6 +179,7 @@ class NodeService:
                 delivery.kind or "unknown",
                 {"x-eodes-reason": reason[:4000]},
                 "application/octet-stream",
+                bound_to,
             )
         )
 
@@ -178,24 +187,37 @@ class NodeService:
         self,
         decide: Callable[[Sequence[Delivery]], Awaitable[UnitOfWork]],
         batch: Sequence[Delivery],
-    ) -> None:
-        """Facts are read, decided on and committed under one lock, so two handlers never
+    ) -> list[tuple[int, Publication]]:
+        """Decide and commit a batch; publish what goes to the partner; return the local
+        publications the runtime must publish in one broker transaction with the acks.
+
+        Facts are read, decided on and committed under one lock, so two handlers never
         decide on the same certificate from the same stale state; publishing happens after,
-        outside the lock, so broker round trips of different queues still overlap."""
+        outside the lock, so broker round trips of different queues still overlap.
+        """
         async with self._decide_lock:
             unit = await decide(batch)
             ids = await self.store.commit(unit) if unit else []
-        if ids:
-            await self.publish_queued(list(zip(ids, unit.publications, strict=True)))
+            again = await self.store.bound_unpublished(unit.reissue)
+        items = list(zip(ids, unit.publications, strict=True))
+        free = [(i, p) for i, p in items if p.bound_to is None]
+        if free:
+            await self.publish_queued(free)
+        return [(i, p) for i, p in items if p.bound_to is not None] + [
+            (q.id, q.publication) for q in again
+        ]
 
-    async def handle_inbound(self, batch: Sequence[Delivery]) -> None:
-        await self._decide_and_commit(self._decide_inbound, batch)
+    async def handle_inbound(self, batch: Sequence[Delivery]) -> list[tuple[int, Publication]]:
+        return await self._decide_and_commit(self._decide_inbound, batch)
 
-    async def handle_records(self, batch: Sequence[Delivery]) -> None:
-        await self._decide_and_commit(self._decide_records, batch)
+    async def handle_records(self, batch: Sequence[Delivery]) -> list[tuple[int, Publication]]:
+        return await self._decide_and_commit(self._decide_records, batch)
 
-    async def handle_feedback(self, batch: Sequence[Delivery]) -> None:
-        await self._decide_and_commit(self._decide_feedback, batch)
+    async def handle_feedback(self, batch: Sequence[Delivery]) -> list[tuple[int, Publication]]:
+        return await self._decide_and_commit(self._decide_feedback, batch)
+
+    async def published(self, ids: Sequence[int]) -> None:
+        await self.store.mark_published(ids)
 
     async def publish_queued(self, items: Sequence[tuple[int, Publication]]) -> int:
         """Publish outbox items concurrently (pipelined confirms); mark the confirmed ones."""
@@ -289,6 +311,7 @@ class NodeService:
         for delivery, o in others:
             m = o.message
             number = certificate_number_of(m)
+            binding = self._binding(m.message_id)
             with structlog.contextvars.bound_contextvars(
                 message_id=m.message_id, certificate_number=number, partner=me.partner
             ):
@@ -324,13 +347,21 @@ class NodeService:
                         priors[m.message_id] = PriorInbound(o.digest, entry, receipt_id)
                     entries.append(entry)
                     self._dead_letter(
-                        unit, self.topology.inbound_queue, delivery, f"{exc.code}: {exc.reason}"
+                        unit,
+                        self.topology.inbound_queue,
+                        delivery,
+                        f"{exc.code}: {exc.reason}",
+                        binding,
                     )
                     continue
                 if decision.duplicate:
-                    log.info("duplicate_received", kind=o.kind.value)
+                    log.info(
+                        "duplicate_received", kind=o.kind.value, redelivered=delivery.redelivered
+                    )
                     if prior is not None and prior.receipt_id:
                         resend.add(prior.receipt_id)
+                    if delivery.redelivered:
+                        unit.reissue.append(binding)
                     continue
                 assert decision.entry is not None
                 priors[m.message_id] = PriorInbound(o.digest, decision.entry, receipt_id)
@@ -339,7 +370,7 @@ class NodeService:
                 unit.transitions.extend(decision.transitions)
                 applied(certs, list(decision.transitions))
                 if decision.deliver_to is not None:
-                    self._deliver(unit, decision.deliver_to, o, number)
+                    self._deliver(unit, decision.deliver_to, o, number, binding)
                 log.info(
                     "partner_message_accepted", kind=o.kind.value, delivered_to=decision.deliver_to
                 )
@@ -369,7 +400,11 @@ class NodeService:
                 "partner_message_refused", code=exc.code, reason=exc.reason, size=len(delivery.body)
             )
             self._dead_letter(
-                unit, self.topology.inbound_queue, delivery, f"{exc.code}: {exc.reason}"
+                unit,
+                self.topology.inbound_queue,
+                delivery,
+                f"{exc.code}: {exc.reason}",
+                f"raw:{digest(delivery.body)}",
             )
             kind = delivery.kind if delivery.kind in Kind._value2member_map_ else None
             if _looks_like_id(delivery.message_id) and kind and kind != Kind.RECEIPT.value:
@@ -401,13 +436,25 @@ class NodeService:
             receipt_id=receipt_id if entry else None,
         )
 
-    def _deliver(self, unit: UnitOfWork, to: Local, o: Opened, number: str | None) -> None:
+    def _binding(self, message_id: str) -> str:
+        return f"in:{self.id.partner}:{message_id}"
+
+    def _deliver(
+        self, unit: UnitOfWork, to: Local, o: Opened, number: str | None, bound_to: str
+    ) -> None:
         queue = self.topology.clearance if to is Local.CLEARANCE else self.topology.issuing
         headers = {"x-eodes-sender": self.id.partner, "x-eodes-digest": o.digest}
         if number:
             headers["x-eodes-certificate"] = number
         unit.publications.append(
-            Publication(queue, o.payload, o.message.message_id, o.kind.value, headers)
+            Publication(
+                queue,
+                o.payload,
+                o.message.message_id,
+                o.kind.value,
+                headers,
+                bound_to=bound_to,
+            )
         )
 
     def _answer(
@@ -441,6 +488,11 @@ class NodeService:
         self, unit: UnitOfWork, receipts: list[tuple[Delivery, Opened]], priors: dict[str, Any]
     ) -> None:
         fresh = [o for _, o in receipts if o.message.message_id not in priors]
+        unit.reissue.extend(
+            self._binding(o.message.message_id)
+            for d, o in receipts
+            if o.message.message_id in priors and d.redelivered
+        )
         if not fresh:
             return
         ids = {
@@ -470,6 +522,9 @@ class NodeService:
                 ):
                     if facts.status == outcome.status:
                         continue
+                    sent[outcome.message_id] = OutboundFacts(
+                        facts.message_id, facts.kind, facts.certificate_number, outcome.status
+                    )
                     log.info(
                         "receipt_received",
                         status=outcome.status,
@@ -495,6 +550,7 @@ class NodeService:
                             certificate_number=facts.certificate_number,
                             code=outcome.code,
                             text=outcome.text,
+                            bound_to=self._binding(receipt.message_id),
                         )
 
     # --- local records ---------------------------------------------------------------
@@ -513,7 +569,10 @@ class NodeService:
             message_id=delivery.message_id, certificate_number=number, partner=self.id.partner
         ):
             log.warning("local_record_rejected", kind=kind, problems=text)
-        self._dead_letter(unit, queue, delivery, text)
+        # A rejected record leaves no state behind: if it comes back after a crash it is
+        # simply rejected again, so its binding only has to keep it out of the relay.
+        binding = f"record:{digest(delivery.body)}"
+        self._dead_letter(unit, queue, delivery, text, binding)
         self._event(
             unit,
             "record_rejected",
@@ -522,6 +581,7 @@ class NodeService:
             certificate_number=number,
             text=text,
             problems=problems,
+            bound_to=binding,
         )
 
     def _parse_body(self, delivery: Delivery) -> Any:

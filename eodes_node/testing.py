@@ -211,6 +211,18 @@ class Side:
         )
         await channel.close()
 
+    def write_config(self) -> Path:
+        """The same configuration as a TOML file, for running the node as a process."""
+        c = self.config
+        lines = []
+        for section, values in c.model_dump(mode="json").items():
+            lines.append(f"[{section}]")
+            for key, value in values.items():
+                lines.append(f"{key} = {orjson.dumps(value).decode()}")
+        path = self.dir / "node.toml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
     async def cleanup(self) -> None:
         await self.stop()
         if self.connection is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from aio_pika.abc import (
 )
 
 from eodes_node.errors import BrokerUnavailable
+from eodes_node.ports import Publication
 from eodes_node.topology import Topology
 
 _BROKER_ERRORS: tuple[type[Exception], ...] = (
@@ -215,10 +216,13 @@ class AmqpTransport:
         except _BROKER_ERRORS as exc:
             raise BrokerUnavailable(f"cannot declare topology: {exc!r}") from None
 
-    async def consume(self, queue_name: str, handler: Handler) -> None:
+    async def consume(self, queue_name: str, handler: Handler) -> AbstractChannel:
+        """Consume on a channel of its own, without confirms: it settles in transactions."""
         connection = await self.local.connect()
         try:
-            channel = await asyncio.wait_for(connection.channel(), self.timeout_s)
+            channel = await asyncio.wait_for(
+                connection.channel(publisher_confirms=False), self.timeout_s
+            )
             await channel.set_qos(prefetch_count=self.prefetch)
             queue = await channel.declare_queue(queue_name, durable=True)
             tag = await queue.consume(handler, no_ack=False)
@@ -226,6 +230,7 @@ class AmqpTransport:
             raise BrokerUnavailable(f"cannot consume {queue_name}: {exc!r}") from None
         self._channels.append(channel)
         self._consumers.append((queue, tag))
+        return channel
 
     async def stop_consuming(self) -> None:
         for queue, tag in self._consumers:
@@ -273,17 +278,54 @@ class AmqpTransport:
         await self.local.close()
 
 
-async def settle(message: AbstractIncomingMessage, *, ack: bool, timeout_s: float) -> bool:
-    """Ack, or reject without requeue; False when the channel that delivered it is gone.
+async def settle_batch(
+    channel: AbstractChannel,
+    deliveries: Sequence[Delivery],
+    publications: Sequence[Publication],
+    *,
+    ack: bool,
+    timeout_s: float,
+) -> bool:
+    """Publish what the deliveries caused locally and ack (or requeue) them, atomically.
 
-    After a reconnect a delivery tag belongs to a dead channel: the broker has already
-    requeued the message, and it will come back as a redelivery that dedup recognises.
+    One AMQP transaction on the channel the deliveries came from: either the local
+    publications and the acks all take effect, or none does and the broker redelivers.
+    Returns False when that did not happen (the channel is gone or the broker refused);
+    deliveries from a channel that has since reconnected are left for redelivery.
     """
     try:
-        if ack:
-            await asyncio.wait_for(message.ack(), timeout_s)
-        else:
-            await asyncio.wait_for(message.nack(requeue=True), timeout_s)
+        underlay = await asyncio.wait_for(channel.get_underlay_channel(), timeout_s)
     except _SETTLE_ERRORS:
+        return False
+    current = [d for d in deliveries if d.raw.channel is underlay]
+    if len(current) != len(deliveries):
+        return False
+    transaction = channel.transaction()
+    try:
+        await transaction.select(timeout=timeout_s)
+        for p in publications:
+            message = _message(
+                p.body,
+                message_id=p.message_id,
+                kind=p.kind,
+                headers=p.headers,
+                content_type=p.content_type,
+            )
+            await underlay.basic_publish(
+                message.body,
+                exchange="",
+                routing_key=p.destination,
+                properties=message.properties,
+                timeout=timeout_s,
+            )
+        for d in current:
+            if ack:
+                await d.raw.ack()
+            else:
+                await d.raw.nack(requeue=True)
+        await transaction.commit(timeout=timeout_s)
+    except _SETTLE_ERRORS:
+        with contextlib.suppress(Exception):
+            await transaction.rollback(timeout=timeout_s)
         return False
     return True

@@ -124,7 +124,9 @@ outbox = Table(
     Column("headers", Text, nullable=False),
     Column("content_type", String(64), nullable=False),
     Column("published", Boolean, nullable=False, default=False),
+    Column("bound_to", String(120)),
     Index("ix_outbox_pending", "published", "id"),
+    Index("ix_outbox_bound", "bound_to"),
 )
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
 
@@ -132,6 +134,21 @@ schema_version = Table("schema_version", metadata, Column("version", Integer, nu
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (lambda conn: metadata.create_all(conn),)
 
 GENESIS = "0" * 64
+
+
+def _queued(row: Any) -> QueuedPublication:
+    return QueuedPublication(
+        row.id,
+        Publication(
+            row.destination,
+            row.body,
+            row.message_id,
+            row.kind,
+            orjson.loads(row.headers),
+            row.content_type,
+            row.bound_to,
+        ),
+    )
 
 
 def _chain(previous: str, t: Transition, at: float) -> str:
@@ -444,6 +461,7 @@ class SqlStore:
                         headers=orjson.dumps(dict(p.headers)).decode(),
                         content_type=p.content_type,
                         published=False,
+                        bound_to=p.bound_to,
                     )
                 )
                 inserted = result.inserted_primary_key
@@ -466,27 +484,31 @@ class SqlStore:
         )
 
     async def unpublished(self, limit: int) -> list[QueuedPublication]:
+        """Unbound publications not yet confirmed (bound ones travel with their delivery)."""
+
         def work(conn: Connection) -> list[QueuedPublication]:
             rows = conn.execute(
                 select(outbox)
-                .where(outbox.c.published.is_(False))
+                .where(and_(outbox.c.published.is_(False), outbox.c.bound_to.is_(None)))
                 .order_by(outbox.c.id)
                 .limit(limit)
             )
-            return [
-                QueuedPublication(
-                    r.id,
-                    Publication(
-                        r.destination,
-                        r.body,
-                        r.message_id,
-                        r.kind,
-                        orjson.loads(r.headers),
-                        r.content_type,
-                    ),
-                )
-                for r in rows
-            ]
+            return [_queued(r) for r in rows]
+
+        return await self._run(work)
+
+    async def bound_unpublished(self, keys: Iterable[str]) -> list[QueuedPublication]:
+        wanted = list(set(keys))
+        if not wanted:
+            return []
+
+        def work(conn: Connection) -> list[QueuedPublication]:
+            rows = conn.execute(
+                select(outbox)
+                .where(and_(outbox.c.published.is_(False), outbox.c.bound_to.in_(wanted)))
+                .order_by(outbox.c.id)
+            )
+            return [_queued(r) for r in rows]
 
         return await self._run(work)
 
