@@ -43,5 +43,6 @@ schemas: install
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis var demo-run
 
-demo: install
-	@bash scripts/offline-demo.sh
+# Two nodes (KR, CN) as processes on the eodes-kr / eodes-cn vhosts; DEMO_COUNT=N e-COs.
+demo: install broker
+	@$(BIN)/python -m eodes_node.demo

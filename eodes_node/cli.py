@@ -304,7 +304,8 @@ def status(config_path: Path, certificate_number: str) -> None:
         _fail(f"no certificate {certificate_number} at this node")
     for report in reports:
         click.echo(f"certificate {report.number} ({report.role} side): {report.state}")
-        click.echo(f"  sent in message {report.coo_message_id}")
+        verb = "sent in" if report.role == "exporter" else "arrived in"
+        click.echo(f"  {verb} message {report.coo_message_id}")
         click.echo("  history:")
         for line in report.history:
             before = line.before or "-"

@@ -144,6 +144,26 @@ def asyncapi_channels() -> tuple[dict[str, Any], dict[str, Any]]:
             "description": "Feedback decisions from the partner's customs, once each.",
             "messages": {"feedback": ref("feedback")},
         },
+        "events": {
+            "address": "eodes.{partner}.events",
+            "parameters": partner_param,
+            "description": (
+                "Delivery events for the local systems, JSON with event = delivered | "
+                "rejected | failed | record_rejected, message_id, kind, certificate_number, "
+                "partner, at, and code / text / problems where they apply. AMQP type: "
+                "event.<event>."
+            ),
+        },
+        "deadLetters": {
+            "address": "eodes.{partner}.{queue}.dead",
+            "parameters": {
+                **partner_param,
+                "queue": {"description": "inbound, outbound.records or outbound.feedback"},
+            },
+            "description": (
+                "What a node refused, byte for byte, with the reason in header x-eodes-reason."
+            ),
+        },
     }
     operations: dict[str, Any] = {
         "receiveFromPartner": {
@@ -164,5 +184,7 @@ def asyncapi_channels() -> tuple[dict[str, Any], dict[str, Any]]:
         },
         "deliverToClearance": {"action": "send", "channel": {"$ref": "#/channels/clearance"}},
         "deliverToIssuing": {"action": "send", "channel": {"$ref": "#/channels/issuing"}},
+        "reportEvents": {"action": "send", "channel": {"$ref": "#/channels/events"}},
+        "deadLetter": {"action": "send", "channel": {"$ref": "#/channels/deadLetters"}},
     }
     return channels, operations
