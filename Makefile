@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 # Vhosts the demo and the test suite use on the local RabbitMQ.
 VHOSTS ?= eodes-kr eodes-cn eodes-test-kr eodes-test-cn
 
+BENCH_VHOSTS := eodes-bench-kr eodes-bench-cn
+
 .PHONY: install lint format test test-core broker schemas demo bench bench-quick clean
 
 install: $(STAMP)
@@ -22,13 +24,13 @@ broker:
 	@bash scripts/ensure-rabbitmq.sh $(VHOSTS)
 
 lint: install
-	$(BIN)/ruff check eodes_node tests
-	$(BIN)/ruff format --check eodes_node tests
+	$(BIN)/ruff check eodes_node tests bench
+	$(BIN)/ruff format --check eodes_node tests bench
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format eodes_node tests
-	$(BIN)/ruff check --fix eodes_node tests
+	$(BIN)/ruff format eodes_node tests bench
+	$(BIN)/ruff check --fix eodes_node tests bench
 
 test: install broker
 	$(BIN)/pytest
@@ -46,3 +48,13 @@ clean:
 # Two nodes (KR, CN) as processes on the eodes-kr / eodes-cn vhosts; DEMO_COUNT=N e-COs.
 demo: install broker
 	@$(BIN)/python -m eodes_node.demo
+
+# Throughput, latency and memory of the real nodes against a bare relay's ceiling.
+bench: install
+	@bash scripts/ensure-rabbitmq.sh $(BENCH_VHOSTS)
+	$(BIN)/python bench/run.py
+
+# The same in about a minute (smaller counts, one repeat).
+bench-quick: install
+	@bash scripts/ensure-rabbitmq.sh $(BENCH_VHOSTS)
+	$(BIN)/python bench/run.py --quick

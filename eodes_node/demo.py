@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import random
-import signal
 import sys
 import time
 from collections import Counter, defaultdict
@@ -30,6 +29,7 @@ from eodes_node.config import load_config
 from eodes_node.core.jws import KeySet, PrivateKey
 from eodes_node.core.records import as_json_dict
 from eodes_node.samples import SampleFactory
+from eodes_node.testing import NodeProcess
 from eodes_node.topology import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,45 +59,6 @@ class Tally:
 
     def complete(self) -> bool:
         return all(n in self.receipts and n in self.decisions for n in self.submitted)
-
-
-class NodeProcess:
-    def __init__(self, country: str, env: dict[str, str]) -> None:
-        self.country = country
-        self.env = env
-        self.log = RUN / f"{country.lower()}.log"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log.open("wb") as handle:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "eodes_node",
-                "run",
-                "--config",
-                str(CONFIGS[self.country]),
-                stdout=handle,
-                stderr=handle,
-                env={**os.environ, **self.env},
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 60
-        while b'"node_started"' not in self.log.read_bytes():
-            if self.process.returncode is not None or time.monotonic() > deadline:
-                tail = self.log.read_text(errors="replace")[-1500:]
-                raise RuntimeError(f"{self.country} node did not start; its log ends:\n{tail}")
-            await asyncio.sleep(0.1)
-
-    async def stop(self) -> None:
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), 30)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
 
 
 def prepare_keys() -> dict[str, dict[str, str]]:
@@ -182,7 +143,7 @@ async def run_demo(count: int) -> int:
     }
     for c in local:
         await reset_queues(local[c], topo[c])
-    nodes = {c: NodeProcess(c, env[c]) for c in ("CN", "KR")}
+    nodes = {c: NodeProcess(CONFIGS[c], RUN / f"{c.lower()}.log", env[c]) for c in ("CN", "KR")}
     tally = Tally()
     records = [as_json_dict(cert) for cert in SampleFactory("KCFTA").certificates(count)]
     partial_at = next((i for i, r in enumerate(records) if len(r["items"]) > 1), 0)
@@ -190,7 +151,7 @@ async def run_demo(count: int) -> int:
     try:
         for node in nodes.values():
             await node.start()
-        say(f"demo: KR and CN nodes running (logs in {RUN.relative_to(ROOT)}/kr.log, cn.log)")
+        say(f"demo: KR and CN nodes running (logs in {RUN.relative_to(ROOT)}/kr.1.log, cn.1.log)")
         kr_channel = await local["KR"].channel()
         cn_channel = await local["CN"].channel(publisher_confirms=True)
 
@@ -265,7 +226,8 @@ async def run_demo(count: int) -> int:
                 )
     finally:
         for node in nodes.values():
-            await node.stop()
+            if node.process is not None and node.process.returncode is None:
+                await node.terminate()
         for connection in local.values():
             with contextlib.suppress(Exception):
                 await connection.close()

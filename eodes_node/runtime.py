@@ -267,6 +267,8 @@ class Node:
         finally:
             self.ready.clear()
             await self.transport.close()
+            with contextlib.suppress(TransientError):
+                await self.store.flush_published()
             await self.store.close()
             log.info("node_stopped")
 

@@ -257,6 +257,7 @@ class NodeService:
 
     async def relay_outbox(self, limit: int = 500) -> int:
         """Publish what a crash or an outage left in the outbox; returns how many remain."""
+        await self.store.flush_published()
         queued = await self.store.unpublished(limit)
         if not queued:
             return 0

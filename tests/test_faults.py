@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,53 +13,9 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from eodes_node.core.records import as_json_dict
 from eodes_node.samples import SampleFactory
-from eodes_node.testing import NodePair, Side
+from eodes_node.testing import NodePair, NodeProcess
 
 pytestmark = pytest.mark.broker
-
-
-class NodeProcess:
-    """A node run as `eodes-node run`, so it can be killed with SIGKILL."""
-
-    def __init__(self, side: Side) -> None:
-        self.side = side
-        self.config = side.write_config()
-        self.log = side.dir / "node.log"
-        self.process: asyncio.subprocess.Process | None = None
-        self.starts = 0
-
-    async def start(self) -> None:
-        self.starts += 1
-        marker = self.log.with_suffix(f".{self.starts}.log")
-        handle = marker.open("wb")
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "eodes_node",
-            "run",
-            "--config",
-            str(self.config),
-            stdout=handle,
-            stderr=handle,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        handle.close()
-        deadline = asyncio.get_running_loop().time() + 30
-        while b'"node_started"' not in marker.read_bytes():
-            if self.process.returncode is not None or asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"node did not start: {marker.read_text()[-2000:]}")
-            await asyncio.sleep(0.05)
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def terminate(self) -> int:
-        assert self.process is not None
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.process.wait(), 30)
 
 
 def by_certificate(messages: list[AbstractIncomingMessage]) -> dict[str, set[str]]:
@@ -83,7 +36,9 @@ async def pair(tmp_path: Path) -> AsyncIterator[NodePair]:
 async def test_nodes_killed_mid_flight_lose_nothing_and_send_nothing_twice(
     pair: NodePair,
 ) -> None:
-    kr, cn = NodeProcess(pair.kr), NodeProcess(pair.cn)
+    kr, cn = (
+        NodeProcess(side.write_config(), side.dir / "node.log") for side in (pair.kr, pair.cn)
+    )
     await cn.start()
     await kr.start()
     count = 150

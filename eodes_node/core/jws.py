@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Container, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from cryptography.exceptions import InvalidSignature
@@ -166,11 +166,12 @@ def _opt_int(jwk: Mapping[str, Any], name: str) -> int | None:
 class PrivateKey:
     alg: Algorithm
     key: PrivateKeyType
+    public: PublicKey = field(init=False, repr=False, compare=False)
 
-    @property
-    def public(self) -> PublicKey:
-        members = _public_jwk_members(self.key.public_key())
-        return PublicKey(kid=thumbprint(members), alg=self.alg, key=self.key.public_key())
+    def __post_init__(self) -> None:
+        public = self.key.public_key()
+        kid = thumbprint(_public_jwk_members(public))
+        object.__setattr__(self, "public", PublicKey(kid=kid, alg=self.alg, key=public))
 
     @property
     def kid(self) -> str:

@@ -1,0 +1,415 @@
+"""`make bench` / `make bench-quick`: node throughput, latency and memory against the
+ceiling of a bare relay, in one process tree and one run so the figures compare.
+
+Speed is reported, never asserted: figures vary on shared machines, so the throughput
+figures are medians of repeated runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import secrets
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import orjson
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from eodes_node.cli import write_private_key
+from eodes_node.core.envelope import seal
+from eodes_node.core.jws import KeySet, PrivateKey
+from eodes_node.core.messages import CooIssued, new_message_id
+from eodes_node.core.records import as_json_dict
+from eodes_node.samples import SampleFactory
+from eodes_node.testing import NodeProcess
+from eodes_node.topology import Topology
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+BROKER = "amqp://guest:guest@127.0.0.1:5672/"
+VHOSTS = ("eodes-bench-kr", "eodes-bench-cn")
+
+
+@dataclass(frozen=True)
+class Plan:
+    count: int
+    repeats: int
+    rate: float
+    latency_s: float
+    backlog: int
+
+
+FULL = Plan(count=5000, repeats=3, rate=100.0, latency_s=30.0, backlog=100_000)
+QUICK = Plan(count=2000, repeats=1, rate=100.0, latency_s=10.0, backlog=5000)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+class Records:
+    """Distinct, valid e-CO records, fast: a pool of samples with fresh numbers."""
+
+    def __init__(self) -> None:
+        self.pool = [as_json_dict(c) for c in SampleFactory("KCFTA", seed=1).certificates(300)]
+        self.serial = 0
+        self.prefix = f"KR{datetime.now(UTC):%Y}B{secrets.token_hex(3).upper()}"
+
+    def next(self) -> tuple[str, bytes]:
+        self.serial += 1
+        record = self.pool[self.serial % len(self.pool)]
+        number = f"{self.prefix}{self.serial:08d}"
+        record["header"]["certificate_number"] = number
+        return number, orjson.dumps(record)
+
+
+async def publish_many(
+    connection: AbstractRobustConnection, queue: str, bodies: list[bytes], kind: str | None = "coo"
+) -> None:
+    channel = await connection.channel(publisher_confirms=True)
+    for start in range(0, len(bodies), 1000):
+        await asyncio.gather(
+            *(
+                channel.default_exchange.publish(
+                    aio_pika.Message(
+                        body, type=kind, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+                    ),
+                    routing_key=queue,
+                )
+                for body in bodies[start : start + 1000]
+            )
+        )
+    await channel.close()
+
+
+# --- 1. the ceiling ----------------------------------------------------------------------
+
+
+async def relay_once(count: int, body: bytes, prefetch: int) -> float:
+    """Consume from a queue in one vhost, publish with confirms to another, ack."""
+    source = await aio_pika.connect_robust(BROKER + VHOSTS[0])
+    target = await aio_pika.connect_robust(BROKER + VHOSTS[1])
+    name = f"bench.relay.{secrets.token_hex(4)}"
+    try:
+        src_channel = await source.channel()
+        src = await src_channel.declare_queue(name, durable=True)
+        out_channel = await target.channel(publisher_confirms=True)
+        await out_channel.declare_queue(name, durable=True)
+        await publish_many(source, name, [body] * count, kind=None)
+        await src_channel.set_qos(prefetch_count=prefetch)
+        done = asyncio.Event()
+        moved = 0
+
+        async def relay(message: AbstractIncomingMessage) -> None:
+            nonlocal moved
+            await out_channel.default_exchange.publish(
+                aio_pika.Message(message.body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=name,
+            )
+            await message.ack()
+            moved += 1
+            if moved == count:
+                done.set()
+
+        began = time.monotonic()
+        await src.consume(relay)
+        await asyncio.wait_for(done.wait(), 300)
+        elapsed = time.monotonic() - began
+        await src_channel.queue_delete(name)
+        await out_channel.queue_delete(name)
+        return count / elapsed
+    finally:
+        await source.close()
+        await target.close()
+
+
+async def ceiling(plan: Plan, body: bytes) -> float:
+    best_runs = []
+    for _ in range(plan.repeats):
+        rates = [await relay_once(plan.count, body, prefetch) for prefetch in (256, 1024)]
+        best_runs.append(max(rates))
+        say(
+            f"bench: ceiling run: {max(rates):.0f} msg/s (prefetch 256: {rates[0]:.0f}, "
+            f"1024: {rates[1]:.0f})"
+        )
+    return statistics.median(best_runs)
+
+
+# --- 2-4. the real nodes -----------------------------------------------------------------
+
+
+class Pair:
+    """A KR and a CN node process on the bench vhosts, with the local queues watched."""
+
+    def __init__(self, run: Path) -> None:
+        self.run = run
+        self.namespace = "b" + secrets.token_hex(4)
+        keys = {c: PrivateKey.generate() for c in ("KR", "CN")}
+        self.topo = {
+            "KR": Topology("KR", "CN", self.namespace),
+            "CN": Topology("CN", "KR", self.namespace),
+        }
+        self.nodes: dict[str, NodeProcess] = {}
+        for own, partner, local, remote in (("KR", "CN", *VHOSTS), ("CN", "KR", *VHOSTS[::-1])):
+            d = run / own.lower()
+            d.mkdir(parents=True, exist_ok=True)
+            write_private_key(d / "key.pem", keys[own].to_pem())
+            (run / f"{own.lower()}.jwks.json").write_bytes(
+                orjson.dumps(KeySet({keys[own].kid: keys[own].public}).to_jwks())
+            )
+            env = {
+                "EODES_NODE_NAMESPACE": self.namespace,
+                "EODES_BROKER_LOCAL_URL": BROKER + local,
+                "EODES_BROKER_PARTNER_URL": BROKER + remote,
+                "EODES_KEYS_PRIVATE_KEY": str(d / "key.pem"),
+                "EODES_KEYS_PARTNER_JWKS": str(run / f"{partner.lower()}.jwks.json"),
+                "EODES_STORE_URL": f"sqlite:///{d / 'node.db'}",
+            }
+            config = ROOT / "config" / f"{own.lower()}-{partner.lower()}.toml"
+            self.nodes[own] = NodeProcess(config, d / "node.log", env)
+        self.delivered: dict[str, float] = {}
+        self.progress = asyncio.Event()
+        self.connections: dict[str, AbstractRobustConnection] = {}
+
+    async def watch(self) -> None:
+        for own, vhost in zip(("KR", "CN"), VHOSTS, strict=True):
+            self.connections[own] = await aio_pika.connect_robust(BROKER + vhost)
+        kr = await self.connections["KR"].channel()
+        await kr.set_qos(prefetch_count=2000)
+        events = await kr.declare_queue(self.topo["KR"].events, durable=True)
+        await kr.declare_queue(self.topo["KR"].outbound_records, durable=True)
+
+        async def on_event(message: AbstractIncomingMessage) -> None:
+            body = orjson.loads(message.body)
+            if body["event"] == "delivered":
+                self.delivered.setdefault(body["certificate_number"], time.monotonic())
+                self.progress.set()
+            await message.ack()
+
+        await events.consume(on_event)
+        cn = await self.connections["CN"].channel()
+        await cn.set_qos(prefetch_count=2000)
+        clearance = await cn.declare_queue(self.topo["CN"].clearance, durable=True)
+
+        async def drop(message: AbstractIncomingMessage) -> None:
+            await message.ack()
+
+        await clearance.consume(drop)
+
+    async def submit(self, bodies: list[bytes]) -> None:
+        await publish_many(self.connections["KR"], self.topo["KR"].outbound_records, bodies)
+
+    async def wait_delivered(self, numbers: set[str], within: float) -> float:
+        deadline = time.monotonic() + within
+        while not numbers <= self.delivered.keys():
+            if time.monotonic() > deadline:
+                missing = len(numbers - self.delivered.keys())
+                raise RuntimeError(f"{missing} certificates without a receipt after {within} s")
+            self.progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.progress.wait(), 1.0)
+        return max(self.delivered[n] for n in numbers)
+
+    async def close(self) -> None:
+        for node in self.nodes.values():
+            if node.process is not None and node.process.returncode is None:
+                await node.terminate()
+        for connection in self.connections.values():
+            channel = await connection.channel()
+            for topo in self.topo.values():
+                for queue in topo.local_queues():
+                    for name in (queue, topo.dead_letter(queue)):
+                        with contextlib.suppress(Exception):
+                            await channel.queue_delete(name)
+                        if channel.is_closed:
+                            channel = await connection.channel()
+            with contextlib.suppress(Exception):
+                await channel.exchange_delete(self.topo["KR"].inbound_exchange)
+            await connection.close()
+
+
+async def throughput_once(run: Path, records: Records, count: int) -> float:
+    """KR's outbound queue holds `count` records when KR starts; time until all receipted."""
+    pair = Pair(run)
+    try:
+        await pair.watch()
+        await pair.nodes["CN"].start()
+        batch = [records.next() for _ in range(count)]
+        await pair.submit([body for _, body in batch])
+        began = time.monotonic()
+        await pair.nodes["KR"].start()
+        finished = await pair.wait_delivered({n for n, _ in batch}, within=600)
+        return count / (finished - began)
+    finally:
+        await pair.close()
+
+
+async def latency(run: Path, records: Records, plan: Plan) -> dict[str, float]:
+    """Submission to receipt back at the sender, at a fixed offered load."""
+    pair = Pair(run)
+    try:
+        await pair.watch()
+        await pair.nodes["CN"].start()
+        await pair.nodes["KR"].start()
+        channel = await pair.connections["KR"].channel(publisher_confirms=True)
+        total = int(plan.rate * plan.latency_s)
+        submitted: dict[str, float] = {}
+        began = time.monotonic()
+        for i in range(total):
+            delay = began + i / plan.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            number, body = records.next()
+            submitted[number] = time.monotonic()
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, type="coo", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=pair.topo["KR"].outbound_records,
+            )
+        await pair.wait_delivered(set(submitted), within=120)
+        samples = sorted((pair.delivered[n] - t) * 1000 for n, t in submitted.items())
+        q = statistics.quantiles(samples, n=100, method="inclusive")
+        return {
+            "p50": round(q[49], 1),
+            "p95": round(q[94], 1),
+            "p99": round(q[98], 1),
+            "offered_per_s": plan.rate,
+            "count": total,
+        }
+    finally:
+        await pair.close()
+
+
+async def memory(run: Path, records: Records, plan: Plan) -> dict[str, Any]:
+    """Peak RSS of each node while draining a backlog; then time from restart to consuming."""
+    pair = Pair(run)
+    try:
+        await pair.watch()
+        await pair.nodes["CN"].start()
+        batch = [records.next() for _ in range(plan.backlog)]
+        say(f"bench: queueing a backlog of {plan.backlog} certificates")
+        await pair.submit([body for _, body in batch])
+        began = time.monotonic()
+        await pair.nodes["KR"].start()
+        finished = await pair.wait_delivered({n for n, _ in batch}, within=3600)
+        rss = {c: round(node.peak_rss_mb(), 1) for c, node in pair.nodes.items()}
+        await pair.nodes["KR"].terminate()
+        more = [records.next() for _ in range(1000)]
+        await pair.submit([body for _, body in more])
+        restart = await pair.nodes["KR"].start()
+        await pair.wait_delivered({n for n, _ in more}, within=300)
+        return {
+            "rss_mb": rss,
+            "backlog_per_s": round(plan.backlog / (finished - began), 1),
+            "restart_to_consume_s": round(restart, 2),
+        }
+    finally:
+        await pair.close()
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    mem_kb = int(
+        next(
+            line.split()[1]
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+    )
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "memory_gb": round(mem_kb / 1024**2, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+async def main(quick: bool) -> int:
+    plan = QUICK if quick else FULL
+    run = ROOT / "var" / "bench" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    run.mkdir(parents=True)
+    records = Records()
+    key = PrivateKey.generate()
+    sample = CooIssued(
+        message_id=new_message_id(),
+        sender="KR",
+        receiver="CN",
+        issued_at=datetime.now(UTC).replace(microsecond=0),
+        certificate=SampleFactory("KCFTA", seed=3).certificate(),
+    )
+    body = seal(sample, key)
+    say(f"bench: {'quick' if quick else 'full'} run; relay message size {len(body)} bytes")
+    ceiling_rate = await ceiling(plan, body)
+    rates = []
+    for i in range(plan.repeats):
+        rate = await throughput_once(run / f"throughput-{i}", records, plan.count)
+        rates.append(rate)
+        say(f"bench: node throughput run: {rate:.0f} certificates/s")
+    node_rate = statistics.median(rates)
+    say(f"bench: latency at {plan.rate:.0f}/s for {plan.latency_s:.0f} s")
+    lat = await latency(run / "latency", records, plan)
+    mem = await memory(run / "memory", records, plan)
+    result = {
+        "ceiling_per_s": round(ceiling_rate, 1),
+        "node_per_s": round(node_rate, 1),
+        "ratio": round(node_rate / ceiling_rate, 3),
+        "latency_ms": lat,
+        "rss_mb_max": max(mem["rss_mb"].values()),
+        "rss_mb": mem["rss_mb"],
+        "backlog": plan.backlog,
+        "backlog_per_s": mem["backlog_per_s"],
+        "restart_to_consume_s": mem["restart_to_consume_s"],
+        "count": plan.count,
+        "repeats": plan.repeats,
+        "node_runs_per_s": [round(r, 1) for r in rates],
+        "quick": quick,
+        "machine": machine(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    say("")
+    say(f"{'measure':<38} {'value':>12}")
+    rows = [
+        ("ceiling: bare relay (msg/s)", f"{result['ceiling_per_s']:.0f}"),
+        (f"node: KR->CN, receipted (cert/s, n={plan.count})", f"{node_rate:.0f}"),
+        ("ratio to ceiling", f"{result['ratio']:.2f}"),
+        (
+            f"latency p50 / p95 / p99 at {plan.rate:.0f}/s (ms)",
+            f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['p99']:.0f}",
+        ),
+        (
+            f"peak RSS KR / CN, {plan.backlog} backlog (MB)",
+            f"{mem['rss_mb']['KR']:.0f} / {mem['rss_mb']['CN']:.0f}",
+        ),
+        ("backlog drain (cert/s)", f"{mem['backlog_per_s']:.0f}"),
+        ("restart to consuming (s)", f"{mem['restart_to_consume_s']:.2f}"),
+    ]
+    for name, value in rows:
+        say(f"{name:<38} {value:>12}")
+    say(f"bench: wrote {RESULTS.relative_to(ROOT) / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="about a minute")
+    sys.exit(asyncio.run(main(parser.parse_args().quick)))
