@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import secrets
+import sqlite3
 import statistics
 import sys
 import time
@@ -182,9 +183,16 @@ class Pair:
         self.progress = asyncio.Event()
         self.connections: dict[str, AbstractRobustConnection] = {}
 
-    async def watch(self) -> None:
+    async def watch(self, consume: bool = True) -> None:
+        """Connect as the local systems; without ``consume`` they only submit, so the
+        nodes have the machine to themselves (the ceiling relay has no consumers either)."""
         for own, vhost in zip(("KR", "CN"), VHOSTS, strict=True):
             self.connections[own] = await aio_pika.connect_robust(BROKER + vhost)
+        if not consume:
+            channel = await self.connections["KR"].channel()
+            await channel.declare_queue(self.topo["KR"].outbound_records, durable=True)
+            await channel.close()
+            return
         kr = await self.connections["KR"].channel()
         await kr.set_qos(prefetch_count=2000)
         events = await kr.declare_queue(self.topo["KR"].events, durable=True)
@@ -193,7 +201,9 @@ class Pair:
         async def on_event(message: AbstractIncomingMessage) -> None:
             body = orjson.loads(message.body)
             if body["event"] == "delivered":
-                self.delivered.setdefault(body["certificate_number"], time.monotonic())
+                now = time.monotonic()
+                for item in body["items"]:
+                    self.delivered.setdefault(item["certificate_number"], now)
                 self.progress.set()
             await message.ack()
 
@@ -221,6 +231,26 @@ class Pair:
                 await asyncio.wait_for(self.progress.wait(), 1.0)
         return max(self.delivered[n] for n in numbers)
 
+    async def wait_receipted(self, count: int, within: float) -> float:
+        """Poll KR's store (read-only) until `count` e-COs are delivered; returns when."""
+        path = self.run / "kr" / "node.db"
+        deadline = time.monotonic() + within
+        while True:
+            with contextlib.suppress(sqlite3.OperationalError):
+                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+                try:
+                    (done,) = db.execute(
+                        "select count(*) from outbound_messages "
+                        "where kind = 'coo' and status = 'delivered'"
+                    ).fetchone()
+                finally:
+                    db.close()
+                if done >= count:
+                    return time.monotonic()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not all {count} certificates receipted after {within} s")
+            await asyncio.sleep(0.05)
+
     async def close(self) -> None:
         for node in self.nodes.values():
             if node.process is not None and node.process.returncode is None:
@@ -243,13 +273,13 @@ async def throughput_once(run: Path, records: Records, count: int) -> float:
     """KR's outbound queue holds `count` records when KR starts; time until all receipted."""
     pair = Pair(run)
     try:
-        await pair.watch()
+        await pair.watch(consume=False)
         await pair.nodes["CN"].start()
         batch = [records.next() for _ in range(count)]
         await pair.submit([body for _, body in batch])
         began = time.monotonic()
         await pair.nodes["KR"].start()
-        finished = await pair.wait_delivered({n for n, _ in batch}, within=600)
+        finished = await pair.wait_receipted(count, within=600)
         return count / (finished - began)
     finally:
         await pair.close()

@@ -180,16 +180,18 @@ async def run_demo(count: int) -> int:
 
         async def on_event(message: AbstractIncomingMessage) -> None:
             body = orjson.loads(message.body)
-            if body["event"] == "delivered" and body["kind"] in ("coo",):
-                tally.receipts[body["certificate_number"]] += 1
-            elif body["event"] in ("failed", "rejected", "record_rejected"):
-                tally.failed.add(str(body.get("certificate_number")))
-                say(
-                    f"demo: {body['event']}: {body.get('certificate_number')}: "
-                    f"{body.get('text', '')}"
-                )
+            for item in body["items"]:
+                on_item(body["event"], item)
             await message.ack()
             tally.changed.set()
+
+        def on_item(event: str, item: dict[str, Any]) -> None:
+            number = str(item.get("certificate_number"))
+            if event == "delivered" and item["kind"] == "coo":
+                tally.receipts[number] += 1
+            elif event in ("failed", "rejected", "record_rejected"):
+                tally.failed.add(number)
+                say(f"demo: {event}: {number}: {item.get('text', '')}")
 
         clearance_channel = await local["CN"].channel()
         for channel, queue, handler in (

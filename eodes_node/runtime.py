@@ -54,6 +54,7 @@ class BatchConsumer:
         self.published = published
         self.dead_letter_queue = dead_letter_queue
         self.channel: AbstractChannel | None = None
+        self._tainted: object = None
         self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self.idle = asyncio.Event()
@@ -143,14 +144,24 @@ class BatchConsumer:
         ack: bool,
     ) -> None:
         assert self.channel is not None
+        try:
+            underlay: object = await asyncio.wait_for(
+                self.channel.get_underlay_channel(), self.io_timeout_s
+            )
+        except Exception:  # noqa: BLE001 - settle_batch reports the failure below
+            underlay = None
         done = await settle_batch(
             self.channel,
             deliveries,
             [p for _, p in local],
             ack=ack,
             timeout_s=self.io_timeout_s,
+            multiple=underlay is not None and underlay is not self._tainted,
         )
         if not done:
+            # Deliveries left unsettled on a live channel must not be swept up by a later
+            # multiple ack: their local hand-offs were rolled back with the transaction.
+            self._tainted = underlay
             log.warning(
                 "settle_lost",
                 queue=self.queue,

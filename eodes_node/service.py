@@ -129,35 +129,47 @@ class NodeService:
 
     # --- shared effects ------------------------------------------------------------
 
-    def _event(
-        self,
-        unit: UnitOfWork,
-        event: str,
-        *,
+    @staticmethod
+    def _item(
         message_id: str,
         kind: str,
         certificate_number: str | None,
         code: str | None = None,
         text: str = "",
         problems: Sequence[Problem] = (),
-        bound_to: str | None = None,
-    ) -> None:
-        body: dict[str, Any] = {
-            "event": event,
+    ) -> dict[str, Any]:
+        item: dict[str, Any] = {
             "message_id": message_id,
             "kind": kind,
             "certificate_number": certificate_number,
-            "partner": self.id.partner,
-            "at": issued_now(self.clock.now()).isoformat().replace("+00:00", "Z"),
         }
         if code:
-            body["code"] = code
+            item["code"] = code
         if text:
-            body["text"] = text
+            item["text"] = text
         if problems:
-            body["problems"] = [
+            item["problems"] = [
                 {"path": p.path, "rule": p.rule, "message": p.message} for p in problems
             ]
+        return item
+
+    def _event(
+        self,
+        unit: UnitOfWork,
+        event: str,
+        items: Sequence[dict[str, Any]],
+        *,
+        bound_to: str | None = None,
+    ) -> None:
+        """One event message per occasion; a receipt's deliveries share one event."""
+        if not items:
+            return
+        body = {
+            "event": event,
+            "partner": self.id.partner,
+            "at": issued_now(self.clock.now()).isoformat().replace("+00:00", "Z"),
+            "items": list(items),
+        }
         unit.publications.append(
             Publication(
                 self.topology.events,
@@ -514,6 +526,7 @@ class NodeService:
                 continue
             stored.add(receipt.message_id)
             unit.inbound.append(self._inbound_row(o, "accepted", None, None))
+            settled: dict[str, list[dict[str, Any]]] = {"delivered": [], "rejected": []}
             for outcome in decide_receipt(receipt, sent, by_number):
                 facts = sent[outcome.message_id]
                 with structlog.contextvars.bound_contextvars(
@@ -543,16 +556,17 @@ class NodeService:
                             t.number, t.role, t.after, by_number[t.number].coo_message_id
                         )
                     if facts.kind is not Kind.RECEIPT:
-                        self._event(
-                            unit,
-                            outcome.status,
-                            message_id=outcome.message_id,
-                            kind=facts.kind.value,
-                            certificate_number=facts.certificate_number,
-                            code=outcome.code,
-                            text=outcome.text,
-                            bound_to=self._binding(receipt.message_id),
+                        settled[outcome.status].append(
+                            self._item(
+                                outcome.message_id,
+                                facts.kind.value,
+                                facts.certificate_number,
+                                outcome.code,
+                                outcome.text,
+                            )
                         )
+            for status, items in settled.items():
+                self._event(unit, status, items, bound_to=self._binding(receipt.message_id))
 
     # --- local records ---------------------------------------------------------------
 
@@ -574,16 +588,8 @@ class NodeService:
         # simply rejected again, so its binding only has to keep it out of the relay.
         binding = f"record:{digest(delivery.body)}"
         self._dead_letter(unit, queue, delivery, text, binding)
-        self._event(
-            unit,
-            "record_rejected",
-            message_id=delivery.message_id or "",
-            kind=kind,
-            certificate_number=number,
-            text=text,
-            problems=problems,
-            bound_to=binding,
-        )
+        item = self._item(delivery.message_id or "", kind, number, text=text, problems=problems)
+        self._event(unit, "record_rejected", [item], bound_to=binding)
 
     def _parse_body(self, delivery: Delivery) -> Any:
         if len(delivery.body) > self.limits.max_message_bytes:
@@ -806,6 +812,7 @@ class NodeService:
 
     async def _decide_failures(self, exhausted: Sequence[Due]) -> UnitOfWork:
         unit = UnitOfWork()
+        failed: list[dict[str, Any]] = []
         certs = await self.store.certificates(
             (Role.EXPORTER.value, d.certificate_number) for d in exhausted if d.certificate_number
         )
@@ -825,15 +832,12 @@ class NodeService:
                 )
                 if move is not None:
                     unit.transitions.append(move)
-                self._event(
-                    unit,
-                    "failed",
-                    message_id=d.message_id,
-                    kind=d.kind.value,
-                    certificate_number=d.certificate_number,
-                    code="RETRIES_EXHAUSTED",
-                    text=text,
+                failed.append(
+                    self._item(
+                        d.message_id, d.kind.value, d.certificate_number, "RETRIES_EXHAUSTED", text
+                    )
                 )
+        self._event(unit, "failed", failed)
         return unit
 
 

@@ -77,6 +77,18 @@ class Seen:
     def of_type(self, kind: str) -> list[AbstractIncomingMessage]:
         return [m for m in self.messages if m.type == kind]
 
+    def event_items(self, event: str) -> list[dict[str, Any]]:
+        """The items of every `event` message seen (events batch several messages)."""
+        return [
+            item
+            for m in self.messages
+            if m.type == f"event.{event}"
+            for item in orjson.loads(m.body)["items"]
+        ]
+
+    def certificates_with(self, event: str) -> set[str]:
+        return {str(item["certificate_number"]) for item in self.event_items(event)}
+
 
 class Side:
     """One country's node plus the local systems and broker plumbing around it."""

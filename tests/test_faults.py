@@ -53,16 +53,7 @@ async def test_nodes_killed_mid_flight_lose_nothing_and_send_nothing_twice(
         await cn.start()
         await pair.cn.clearance.wait_for(lambda ms: len(by_certificate(ms)) == count, within=90)
         await pair.kr.events.wait_for(
-            lambda ms: (
-                len(
-                    {
-                        orjson.loads(m.body)["certificate_number"]
-                        for m in ms
-                        if m.type == "event.delivered"
-                    }
-                )
-                == count
-            ),
+            lambda ms: len(pair.kr.events.certificates_with("delivered")) == count,
             within=90,
         )
     finally:
@@ -96,16 +87,7 @@ async def test_consumption_resumes_after_connections_are_closed(pair: NodePair) 
     assert await asyncio.wait_for(closer.wait(), 60) == 0
     await pair.cn.clearance.wait_for(lambda ms: len(by_certificate(ms)) == count, within=90)
     await pair.kr.events.wait_for(
-        lambda ms: (
-            len(
-                {
-                    orjson.loads(m.body)["certificate_number"]
-                    for m in ms
-                    if m.type == "event.delivered"
-                }
-            )
-            == count
-        ),
+        lambda ms: len(pair.kr.events.certificates_with("delivered")) == count,
         within=90,
     )
     # And new work after the outage flows too: consumers were restored.

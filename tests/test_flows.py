@@ -77,12 +77,8 @@ async def test_happy_path_delivers_receipts_and_grants(pair: NodePair) -> None:
         orjson.loads(m.body)["certificate"]["header"]["certificate_number"] for m in cleared
     ) == sorted(number(r) for r in batch)
     assert {m.type for m in cleared} == {"coo"}
-    delivered = await pair.kr.events.wait_for(
-        lambda ms: sum(1 for m in ms if m.type == "event.delivered") >= 5
-    )
-    assert {orjson.loads(m.body)["certificate_number"] for m in delivered} == {
-        number(r) for r in batch
-    }
+    await pair.kr.events.wait_for(lambda ms: len(pair.kr.events.event_items("delivered")) >= 5)
+    assert pair.kr.events.certificates_with("delivered") == {number(r) for r in batch}
     for record in batch:
         await pair.cn.submit_feedback(feedback(record))
     decisions = await pair.kr.issuing.wait_count(5)
@@ -136,12 +132,10 @@ async def test_replacement_makes_the_old_certificate_unusable(pair: NodePair) ->
     assert await state(pair.kr, number(original)) == {"exporter": "replaced"}
 
     await pair.cn.submit_feedback(feedback(original))
-    refused = await pair.cn.events.wait_for(
-        lambda ms: any(m.type == "event.record_rejected" for m in ms)
-    )
-    event = orjson.loads(refused[-1].body)
-    assert event["problems"][0]["rule"] == "certificate_withdrawn"
-    assert "replaced" in event["text"]
+    await pair.cn.events.wait_for(lambda ms: any(m.type == "event.record_rejected" for m in ms))
+    (item,) = pair.cn.events.event_items("record_rejected")
+    assert item["problems"][0]["rule"] == "certificate_withdrawn"
+    assert "replaced" in item["text"]
     await pair.cn.dead[pair.cn.topology.outbound_feedback].wait_count(1)
     assert pair.kr.issuing.messages == []
 
@@ -174,10 +168,10 @@ async def test_invalid_local_record_is_dead_lettered_with_reasons(pair: NodePair
     reasons = [str(m.headers["x-eodes-reason"]) for m in dead]
     assert any("items[0].hs_code: HS code must be 6 to 10 digits" in r for r in reasons)
     assert any("not valid JSON" in r for r in reasons)
-    events = await pair.kr.events.wait_for(
+    await pair.kr.events.wait_for(
         lambda ms: sum(m.type == "event.record_rejected" for m in ms) >= 2
     )
-    rejected = [orjson.loads(m.body) for m in events if m.type == "event.record_rejected"]
+    rejected = pair.kr.events.event_items("record_rejected")
     assert any(e["problems"][0]["path"] == "items[0].hs_code" for e in rejected)
     cleared = await pair.cn.clearance.wait_count(1)
     assert orjson.loads(cleared[0].body)["certificate"]["header"]["certificate_number"] == number(
@@ -295,7 +289,9 @@ async def test_partner_down_then_back_delivers_after_recovery(tmp_path: Path) ->
         assert pair.cn.clearance.messages == []
         await pair.cn.start()
         await pair.cn.clearance.wait_count(3)
-        await pair.kr.events.wait_for(lambda ms: sum(m.type == "event.delivered" for m in ms) == 3)
+        await pair.kr.events.wait_for(
+            lambda ms: len(pair.kr.events.certificates_with("delivered")) == 3
+        )
         assert len({orjson.loads(m.body)["message_id"] for m in pair.cn.clearance.messages}) == 3
 
 
@@ -306,10 +302,10 @@ async def test_retry_budget_exhausted_then_late_receipt(tmp_path: Path) -> None:
         await pair.cn.stop()
         (record,) = records(1, seed=61)
         await pair.kr.submit([record])
-        failed = await pair.kr.events.wait_for(lambda ms: any(m.type == "event.failed" for m in ms))
-        event = orjson.loads(next(m.body for m in failed if m.type == "event.failed"))
-        assert event["certificate_number"] == number(record)
-        assert event["code"] == "RETRIES_EXHAUSTED"
+        await pair.kr.events.wait_for(lambda ms: any(m.type == "event.failed" for m in ms))
+        (item,) = pair.kr.events.event_items("failed")
+        assert item["certificate_number"] == number(record)
+        assert item["code"] == "RETRIES_EXHAUSTED"
         assert await state(pair.kr, number(record)) == {"exporter": "failed"}
         # The partner comes back, finds the copies queued, answers: late receipt wins.
         await pair.cn.start()

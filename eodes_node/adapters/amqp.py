@@ -285,6 +285,7 @@ async def settle_batch(
     *,
     ack: bool,
     timeout_s: float,
+    multiple: bool = False,
 ) -> bool:
     """Publish what the deliveries caused locally and ack (or requeue) them, atomically.
 
@@ -292,6 +293,9 @@ async def settle_batch(
     publications and the acks all take effect, or none does and the broker redelivers.
     Returns False when that did not happen (the channel is gone or the broker refused);
     deliveries from a channel that has since reconnected are left for redelivery.
+
+    With ``multiple``, one ack of the highest delivery tag settles the whole batch; the
+    caller allows it only on a channel where every earlier delivery has been settled.
     """
     try:
         underlay = await asyncio.wait_for(channel.get_underlay_channel(), timeout_s)
@@ -318,11 +322,15 @@ async def settle_batch(
                 properties=message.properties,
                 timeout=timeout_s,
             )
-        for d in current:
-            if ack:
-                await d.raw.ack()
-            else:
-                await d.raw.nack(requeue=True)
+        if ack and multiple:
+            last = max(current, key=lambda d: d.raw.delivery_tag or 0)
+            await last.raw.ack(multiple=True)
+        else:
+            for d in current:
+                if ack:
+                    await d.raw.ack()
+                else:
+                    await d.raw.nack(requeue=True)
         await transaction.commit(timeout=timeout_s)
     except _SETTLE_ERRORS:
         with contextlib.suppress(Exception):
