@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 VHOSTS = ("eodes-bench-kr", "eodes-bench-cn")
+EXTRA_ENV: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ class Pair:
                 "EODES_KEYS_PRIVATE_KEY": str(d / "key.pem"),
                 "EODES_KEYS_PARTNER_JWKS": str(run / f"{partner.lower()}.jwks.json"),
                 "EODES_STORE_URL": f"sqlite:///{d / 'node.db'}",
+                **EXTRA_ENV,
             }
             config = ROOT / "config" / f"{own.lower()}-{partner.lower()}.toml"
             self.nodes[own] = NodeProcess(config, d / "node.log", env)

@@ -273,6 +273,9 @@ def run(config_path: Path) -> None:
 
     config = _config(config_path)
     configure(config.logging.level, config.logging.format)
+    # The store runs on its own thread; hand the GIL over sooner than the default 5 ms so
+    # a store call does not wait behind the event loop for its turn.
+    sys.setswitchinterval(0.0005)
     try:
         node = build_node(config)
     except ConfigError as exc:

@@ -55,6 +55,7 @@ class BatchConsumer:
         self.dead_letter_queue = dead_letter_queue
         self.channel: AbstractChannel | None = None
         self._tainted: object = None
+        self._transactional: object = None  # the channel already in tx mode
         self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self.idle = asyncio.Event()
@@ -157,8 +158,11 @@ class BatchConsumer:
             ack=ack,
             timeout_s=self.io_timeout_s,
             multiple=underlay is not None and underlay is not self._tainted,
+            select=underlay is None or underlay is not self._transactional,
         )
-        if not done:
+        if done:
+            self._transactional = underlay
+        else:
             # Deliveries left unsettled on a live channel must not be swept up by a later
             # multiple ack: their local hand-offs were rolled back with the transaction.
             self._tainted = underlay
@@ -251,6 +255,22 @@ class Node:
             return 5.0
         return min(max(next_due - time.time(), 0.05), 5.0)
 
+    async def _flush_marks(self, stop: asyncio.Event) -> None:
+        """Persist publication marks soon after each settle: a crash then loses at most a
+        moment's worth, which keeps re-issues after a restart exact."""
+        wanted = self.service.flush_wanted
+        while not stop.is_set():
+            waiter = asyncio.ensure_future(wanted.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+            wanted.clear()
+            try:
+                await self.store.flush_published()
+            except TransientError as exc:
+                log.warning("flush_deferred", error=str(exc))
+
     async def _relay_pass(self) -> float:
         remaining = await self.service.relay_outbox()
         return 0.2 if remaining else 1.0
@@ -273,6 +293,7 @@ class Node:
                     group.create_task(consumer.run())
                 group.create_task(self._every(stop, self._retry_pass))
                 group.create_task(self._every(stop, self._relay_pass))
+                group.create_task(self._flush_marks(stop))
                 await stop.wait()
                 await self._drain()
         finally:
@@ -298,6 +319,7 @@ class Node:
             log.error(
                 "drain_timeout", note="unfinished deliveries stay unacked and are redelivered"
             )
+        await self.service.finish_background(self.config.limits.drain_timeout_s)
 
     @staticmethod
     def _signal_event() -> asyncio.Event:

@@ -60,6 +60,8 @@ from eodes_node.ports import (
     PARTNER,
     Clock,
     Due,
+    Facts,
+    FactsQuery,
     InboundRow,
     OutboundRow,
     OutboundUpdate,
@@ -126,6 +128,9 @@ class NodeService:
         self.limits = limits
         self.topology = identity.topology
         self._decide_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[int]] = set()
+        self._in_flight: set[int] = set()
+        self.flush_wanted = asyncio.Event()
 
     # --- shared effects ------------------------------------------------------------
 
@@ -214,7 +219,11 @@ class NodeService:
         items = list(zip(ids, unit.publications, strict=True))
         free = [(i, p) for i, p in items if p.bound_to is None]
         if free:
-            await self.publish_queued(free)
+            # Committed to the outbox already, so the delivery may be acked before the
+            # partner's broker confirms: publishing overlaps with settling.
+            task = asyncio.create_task(self.publish_queued(free))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return [(i, p) for i, p in items if p.bound_to is not None] + [
             (q.id, q.publication) for q in again
         ]
@@ -229,7 +238,14 @@ class NodeService:
         return await self._decide_and_commit(self._decide_feedback, batch)
 
     async def published(self, ids: Sequence[int]) -> None:
+        """Bound publications went out with their acks: make that durable soon."""
         await self.store.mark_published(ids)
+        self.flush_wanted.set()
+
+    async def finish_background(self, within: float) -> None:
+        """Wait (bounded) for partner publications still in flight; the outbox has the rest."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=within)
 
     async def publish_queued(self, items: Sequence[tuple[int, Publication]]) -> int:
         """Publish outbox items concurrently (pipelined confirms); mark the confirmed ones."""
@@ -250,8 +266,6 @@ class NodeService:
                         headers=p.headers,
                         content_type=p.content_type,
                     )
-            except PeerError:
-                raise
             except Exception as exc:  # noqa: BLE001 - kept in the outbox, relayed later
                 log.warning(
                     "publish_deferred",
@@ -260,8 +274,11 @@ class NodeService:
                     error=str(exc),
                 )
                 return None
+            finally:
+                self._in_flight.discard(outbox_id)
             return outbox_id
 
+        self._in_flight.update(i for i, _ in items)
         results = await asyncio.gather(*(one(item) for item in items))
         done = [r for r in results if r is not None]
         await self.store.mark_published(done)
@@ -270,7 +287,7 @@ class NodeService:
     async def relay_outbox(self, limit: int = 500) -> int:
         """Publish what a crash or an outage left in the outbox; returns how many remain."""
         await self.store.flush_published()
-        queued = await self.store.unpublished(limit)
+        queued = [q for q in await self.store.unpublished(limit) if q.id not in self._in_flight]
         if not queued:
             return 0
         published = await self.publish_queued([(q.id, q.publication) for q in queued])
@@ -307,9 +324,6 @@ class NodeService:
 
         receipts = [(d, o) for d, o in opened if isinstance(o.message, Receipt)]
         others = [(d, o) for d, o in opened if not isinstance(o.message, Receipt)]
-        priors = await self.store.prior_inbound(
-            me.partner, (o.message.message_id for _, o in opened)
-        )
         keys = {k for _, o in others if (k := _cert_key(o.message)) is not None}
         keys |= {
             (Role.IMPORTER.value, ref.certificate_number)
@@ -317,7 +331,20 @@ class NodeService:
             if isinstance(o.message, CooReplacement)
             and (ref := o.message.certificate.back_reference) is not None
         }
-        certs = await self.store.certificates(keys)
+        facts = await self.store.facts(
+            FactsQuery(
+                sender=me.partner,
+                message_ids=tuple(o.message.message_id for _, o in opened),
+                certificates=tuple(keys),
+                outbound_ids=tuple(
+                    e.message_id
+                    for _, o in receipts
+                    if isinstance(o.message, Receipt)
+                    for e in o.message.entries
+                ),
+            )
+        )
+        priors, certs = facts.priors, facts.certificates
         receipt_id = new_message_id()
         resend: set[str] = set()
 
@@ -388,7 +415,7 @@ class NodeService:
                     "partner_message_accepted", kind=o.kind.value, delivered_to=decision.deliver_to
                 )
 
-        await self._apply_receipts(unit, receipts, priors)
+        await self._apply_receipts(unit, receipts, priors, facts)
 
         if entries:
             self._answer(unit, receipt_id, entries, now)
@@ -498,7 +525,11 @@ class NodeService:
         unit.publications.append(Publication(PARTNER, token, receipt_id, Kind.RECEIPT.value))
 
     async def _apply_receipts(
-        self, unit: UnitOfWork, receipts: list[tuple[Delivery, Opened]], priors: dict[str, Any]
+        self,
+        unit: UnitOfWork,
+        receipts: list[tuple[Delivery, Opened]],
+        priors: dict[str, Any],
+        facts: Facts,
     ) -> None:
         fresh = [o for _, o in receipts if o.message.message_id not in priors]
         unit.reissue.extend(
@@ -508,16 +539,12 @@ class NodeService:
         )
         if not fresh:
             return
-        ids = {
-            e.message_id for o in fresh if isinstance(o.message, Receipt) for e in o.message.entries
+        sent = facts.outbound
+        by_number = {
+            number: known
+            for (role, number), known in facts.certificates.items()
+            if role == Role.EXPORTER.value
         }
-        sent = await self.store.outbound(ids)
-        certs = await self.store.certificates(
-            (Role.EXPORTER.value, s.certificate_number)
-            for s in sent.values()
-            if s.certificate_number
-        )
-        by_number = {number: facts for (_, number), facts in certs.items()}
         stored: set[str] = set()
         for o in fresh:
             receipt = o.message
@@ -528,22 +555,22 @@ class NodeService:
             unit.inbound.append(self._inbound_row(o, "accepted", None, None))
             settled: dict[str, list[dict[str, Any]]] = {"delivered": [], "rejected": []}
             for outcome in decide_receipt(receipt, sent, by_number):
-                facts = sent[outcome.message_id]
+                mine = sent[outcome.message_id]
                 with structlog.contextvars.bound_contextvars(
                     message_id=outcome.message_id,
-                    certificate_number=facts.certificate_number,
+                    certificate_number=mine.certificate_number,
                     partner=self.id.partner,
                 ):
-                    if facts.status == outcome.status:
+                    if mine.status == outcome.status:
                         continue
                     sent[outcome.message_id] = OutboundFacts(
-                        facts.message_id, facts.kind, facts.certificate_number, outcome.status
+                        mine.message_id, mine.kind, mine.certificate_number, outcome.status
                     )
                     log.info(
                         "receipt_received",
                         status=outcome.status,
                         code=outcome.code,
-                        was=facts.status,
+                        was=mine.status,
                     )
                     unit.outbound_updates.append(
                         OutboundUpdate(
@@ -555,12 +582,12 @@ class NodeService:
                         by_number[t.number] = CertFacts(
                             t.number, t.role, t.after, by_number[t.number].coo_message_id
                         )
-                    if facts.kind is not Kind.RECEIPT:
+                    if mine.kind is not Kind.RECEIPT:
                         settled[outcome.status].append(
                             self._item(
                                 outcome.message_id,
-                                facts.kind.value,
-                                facts.certificate_number,
+                                mine.kind.value,
+                                mine.certificate_number,
                                 outcome.code,
                                 outcome.text,
                             )
@@ -660,14 +687,20 @@ class NodeService:
             number = certificate_number_of(message) or ""
             ready.append((delivery, kind, message, number, _record_digest(body)))
 
-        known = await self.store.local_keys(f"{k.value}:{n}" for _, k, _, n, _ in ready)
-        wanted = {(Role.EXPORTER.value, n) for _, _, _, n, _ in ready}
-        wanted |= {
+        references = {
             (Role.EXPORTER.value, ref.certificate_number)
             for _, _, m, _, _ in ready
             if isinstance(m, CooReplacement) and (ref := m.certificate.back_reference) is not None
         }
-        certs = await self.store.certificates(wanted)
+        facts = await self.store.facts(
+            FactsQuery(
+                local_keys=tuple(f"{k.value}:{n}" for _, k, _, n, _ in ready),
+                certificates=tuple(
+                    {(Role.EXPORTER.value, n) for _, _, _, n, _ in ready} | references
+                ),
+            )
+        )
+        known, certs = facts.local_keys, facts.certificates
         for delivery, kind, message, number, record_digest in ready:
             local_key = f"{kind.value}:{number}"
             with structlog.contextvars.bound_contextvars(
@@ -729,8 +762,13 @@ class NodeService:
                 self._refuse_record(unit, queue, delivery, Kind.FEEDBACK.value, exc.problems)
                 continue
             ready.append((delivery, feedback, feedback.certificate_number, _record_digest(body)))
-        known = await self.store.local_keys(f"feedback:{n}" for _, _, n, _ in ready)
-        certs = await self.store.certificates((Role.IMPORTER.value, n) for _, _, n, _ in ready)
+        facts = await self.store.facts(
+            FactsQuery(
+                local_keys=tuple(f"feedback:{n}" for _, _, n, _ in ready),
+                certificates=tuple({(Role.IMPORTER.value, n) for _, _, n, _ in ready}),
+            )
+        )
+        known, certs = facts.local_keys, facts.certificates
         for delivery, feedback, number, record_digest in ready:
             local_key = f"feedback:{number}"
             message_id = new_message_id()
@@ -813,9 +851,17 @@ class NodeService:
     async def _decide_failures(self, exhausted: Sequence[Due]) -> UnitOfWork:
         unit = UnitOfWork()
         failed: list[dict[str, Any]] = []
-        certs = await self.store.certificates(
-            (Role.EXPORTER.value, d.certificate_number) for d in exhausted if d.certificate_number
-        )
+        certs = (
+            await self.store.facts(
+                FactsQuery(
+                    certificates=tuple(
+                        (Role.EXPORTER.value, d.certificate_number)
+                        for d in exhausted
+                        if d.certificate_number
+                    )
+                )
+            )
+        ).certificates
         for d in exhausted:
             with structlog.contextvars.bound_contextvars(
                 message_id=d.message_id,

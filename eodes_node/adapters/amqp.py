@@ -286,6 +286,7 @@ async def settle_batch(
     ack: bool,
     timeout_s: float,
     multiple: bool = False,
+    select: bool = True,
 ) -> bool:
     """Publish what the deliveries caused locally and ack (or requeue) them, atomically.
 
@@ -296,6 +297,7 @@ async def settle_batch(
 
     With ``multiple``, one ack of the highest delivery tag settles the whole batch; the
     caller allows it only on a channel where every earlier delivery has been settled.
+    A channel stays transactional once selected, so ``select`` is needed once per channel.
     """
     try:
         underlay = await asyncio.wait_for(channel.get_underlay_channel(), timeout_s)
@@ -306,7 +308,8 @@ async def settle_batch(
         return False
     transaction = channel.transaction()
     try:
-        await transaction.select(timeout=timeout_s)
+        if select:
+            await transaction.select(timeout=timeout_s)
         for p in publications:
             message = _message(
                 p.body,

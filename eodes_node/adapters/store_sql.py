@@ -47,6 +47,8 @@ from eodes_node.errors import AuditTrailBroken, ConfigError, StoreConflict, Stor
 from eodes_node.ports import (
     CertificateReport,
     Due,
+    Facts,
+    FactsQuery,
     HistoryLine,
     Publication,
     QueuedPublication,
@@ -224,14 +226,24 @@ class SqlStore:
         self.timeout_s = timeout_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._engine: Engine | None = None
+        self._conn: Connection | None = None
         self._last_chain = GENESIS
         self._published_pending: list[int] = []
 
     async def _run(self, work: Callable[[Connection], T]) -> T:
         def in_thread() -> T:
+            # One connection, kept by the store thread: checking one out of a pool (and
+            # resetting it on return) cost more than the statements themselves.
             assert self._engine is not None
-            with self._engine.begin() as conn:
-                return work(conn)
+            if self._conn is None:
+                self._conn = self._engine.connect()
+            try:
+                with self._conn.begin():
+                    return work(self._conn)
+            except SQLAlchemyError:
+                self._conn.close()
+                self._conn = None
+                raise
 
         loop = asyncio.get_running_loop()
         try:
@@ -268,77 +280,89 @@ class SqlStore:
     async def close(self) -> None:
         if self._engine is not None:
             engine = self._engine
-            await asyncio.get_running_loop().run_in_executor(self._executor, engine.dispose)
+
+            def dispose() -> None:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                engine.dispose()
+
+            await asyncio.get_running_loop().run_in_executor(self._executor, dispose)
             self._engine = None
         self._executor.shutdown(wait=True)
 
-    async def prior_inbound(self, sender: str, ids: Iterable[str]) -> dict[str, PriorInbound]:
-        wanted = list(set(ids))
-        if not wanted:
-            return {}
+    async def facts(self, query: FactsQuery) -> Facts:
+        """Every fact a batch needs, read in one trip to the store thread."""
 
-        def work(conn: Connection) -> dict[str, PriorInbound]:
-            rows = conn.execute(
-                select(
-                    inbound.c.message_id,
-                    inbound.c.digest,
-                    inbound.c.receipt_entry,
-                    inbound.c.receipt_id,
-                ).where(and_(inbound.c.sender == sender, inbound.c.message_id.in_(wanted)))
-            )
-            return {
-                r.message_id: PriorInbound(
-                    r.digest,
-                    ReceiptEntry.model_validate_json(r.receipt_entry) if r.receipt_entry else None,
-                    r.receipt_id,
+        def work(conn: Connection) -> Facts:
+            facts = Facts()
+            if query.message_ids:
+                rows = conn.execute(
+                    select(
+                        inbound.c.message_id,
+                        inbound.c.digest,
+                        inbound.c.receipt_entry,
+                        inbound.c.receipt_id,
+                    ).where(
+                        and_(
+                            inbound.c.sender == query.sender,
+                            inbound.c.message_id.in_(set(query.message_ids)),
+                        )
+                    )
                 )
-                for r in rows
-            }
-
-        return await self._run(work)
-
-    async def certificates(
-        self, keys: Iterable[tuple[str, str]]
-    ) -> dict[tuple[str, str], CertFacts]:
-        wanted = list(set(keys))
-        if not wanted:
-            return {}
-
-        def work(conn: Connection) -> dict[tuple[str, str], CertFacts]:
-            rows = conn.execute(
-                select(certificates).where(
-                    tuple_(certificates.c.role, certificates.c.number).in_(wanted)
+                facts.priors = {
+                    r.message_id: PriorInbound(
+                        r.digest,
+                        ReceiptEntry.model_validate_json(r.receipt_entry)
+                        if r.receipt_entry
+                        else None,
+                        r.receipt_id,
+                    )
+                    for r in rows
+                }
+            wanted = set(query.certificates)
+            if query.outbound_ids:
+                rows = conn.execute(
+                    select(
+                        outbound.c.message_id,
+                        outbound.c.kind,
+                        outbound.c.certificate_number,
+                        outbound.c.status,
+                    ).where(outbound.c.message_id.in_(set(query.outbound_ids)))
                 )
-            )
-            return {
-                (r.role, r.number): CertFacts(
-                    r.number, Role(r.role), State(r.state), r.coo_message_id
+                facts.outbound = {
+                    r.message_id: OutboundFacts(
+                        r.message_id, Kind(r.kind), r.certificate_number, r.status
+                    )
+                    for r in rows
+                }
+                wanted |= {
+                    (Role.EXPORTER.value, o.certificate_number)
+                    for o in facts.outbound.values()
+                    if o.certificate_number
+                }
+            if wanted:
+                rows = conn.execute(
+                    select(certificates).where(
+                        tuple_(certificates.c.role, certificates.c.number).in_(list(wanted))
+                    )
                 )
-                for r in rows
-            }
-
-        return await self._run(work)
-
-    async def outbound(self, ids: Iterable[str]) -> dict[str, OutboundFacts]:
-        wanted = list(set(ids))
-        if not wanted:
-            return {}
-
-        def work(conn: Connection) -> dict[str, OutboundFacts]:
-            rows = conn.execute(
-                select(
-                    outbound.c.message_id,
-                    outbound.c.kind,
-                    outbound.c.certificate_number,
-                    outbound.c.status,
-                ).where(outbound.c.message_id.in_(wanted))
-            )
-            return {
-                r.message_id: OutboundFacts(
-                    r.message_id, Kind(r.kind), r.certificate_number, r.status
+                facts.certificates = {
+                    (r.role, r.number): CertFacts(
+                        r.number, Role(r.role), State(r.state), r.coo_message_id
+                    )
+                    for r in rows
+                }
+            if query.local_keys:
+                rows = conn.execute(
+                    select(
+                        outbound.c.local_key, outbound.c.message_id, outbound.c.record_digest
+                    ).where(outbound.c.local_key.in_(set(query.local_keys)))
                 )
-                for r in rows
-            }
+                facts.local_keys = {
+                    r.local_key: (r.message_id, r.record_digest or "") for r in rows
+                }
+            return facts
 
         return await self._run(work)
 
@@ -354,21 +378,6 @@ class SqlStore:
                 )
             )
             return {r.message_id: bytes(r.token) for r in rows}
-
-        return await self._run(work)
-
-    async def local_keys(self, keys: Iterable[str]) -> dict[str, tuple[str, str]]:
-        wanted = list(set(keys))
-        if not wanted:
-            return {}
-
-        def work(conn: Connection) -> dict[str, tuple[str, str]]:
-            rows = conn.execute(
-                select(outbound.c.local_key, outbound.c.message_id, outbound.c.record_digest).where(
-                    outbound.c.local_key.in_(wanted)
-                )
-            )
-            return {r.local_key: (r.message_id, r.record_digest or "") for r in rows}
 
         return await self._run(work)
 
@@ -470,10 +479,9 @@ class SqlStore:
         return ids
 
     async def mark_published(self, ids: Sequence[int]) -> None:
-        """Remember confirmed publications; the next commit (or flush) records them.
+        """Remember confirmed publications; the next commit or flush makes it durable.
 
-        Losing a mark to a crash is harmless: a bound publication is never relayed, and an
-        unbound one is sent again to a receiver that deduplicates it.
+        Until then the in-memory marks keep them out of relays and re-issues.
         """
         self._published_pending.extend(ids)
 
@@ -569,6 +577,7 @@ class SqlStore:
 
     async def unpublished(self, limit: int) -> list[QueuedPublication]:
         """Unbound publications not yet confirmed (bound ones travel with their delivery)."""
+        marked = set(self._published_pending)
 
         def work(conn: Connection) -> list[QueuedPublication]:
             rows = conn.execute(
@@ -577,7 +586,7 @@ class SqlStore:
                 .order_by(outbox.c.id)
                 .limit(limit)
             )
-            return [_queued(r) for r in rows]
+            return [_queued(r) for r in rows if r.id not in marked]
 
         return await self._run(work)
 
@@ -585,6 +594,7 @@ class SqlStore:
         wanted = list(set(keys))
         if not wanted:
             return []
+        marked = set(self._published_pending)
 
         def work(conn: Connection) -> list[QueuedPublication]:
             rows = conn.execute(
@@ -592,7 +602,7 @@ class SqlStore:
                 .where(and_(outbox.c.published.is_(False), outbox.c.bound_to.in_(wanted)))
                 .order_by(outbox.c.id)
             )
-            return [_queued(r) for r in rows]
+            return [_queued(r) for r in rows if r.id not in marked]
 
         return await self._run(work)
 
