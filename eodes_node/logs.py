@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 import sys
 
+import orjson
 import structlog
+
+
+def _dumps(value: object, **_: object) -> str:
+    return orjson.dumps(value, default=str).decode()
 
 
 def configure(level: str = "info", fmt: str = "json") -> None:
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_dumps)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )

@@ -38,7 +38,7 @@ from eodes_node.core.decide import (
     retries_exhausted,
 )
 from eodes_node.core.envelope import Opened, open_envelope, seal
-from eodes_node.core.jws import KeySet, PrivateKey, digest
+from eodes_node.core.jws import KeySet, PrivateKey, digest, sign_compact
 from eodes_node.core.messages import (
     CooCancellation,
     CooIssued,
@@ -53,7 +53,7 @@ from eodes_node.core.messages import (
     issued_now,
     new_message_id,
 )
-from eodes_node.core.records import compose_message, parse_model
+from eodes_node.core.records import compose, parse_model
 from eodes_node.core.state import Role
 from eodes_node.errors import InvalidMessage, InvalidRecord, PeerError, Problem
 from eodes_node.ports import (
@@ -637,8 +637,12 @@ class NodeService:
         local_key: str,
         record_digest: str,
         moves: Iterable[Transition],
+        payload: bytes | None = None,
     ) -> None:
-        token = seal(message, self.id.key)
+        if payload is None:
+            token = seal(message, self.id.key)
+        else:
+            token = sign_compact(payload, kind.typ, self.id.key)
         first_retry = self.clock.now().timestamp() + self.retry.first_after_s
         unit.outbound.append(
             OutboundRow(
@@ -662,6 +666,7 @@ class NodeService:
         unit = UnitOfWork()
         now = issued_now(self.clock.now())
         ready: list[tuple[Delivery, Kind, MessageBase, str, str]] = []
+        payloads: dict[str, bytes] = {}
         for delivery in batch:
             kind_name = delivery.kind or Kind.COO.value
             try:
@@ -678,12 +683,14 @@ class NodeService:
                     )
                 kind = Kind(kind_name)
                 body = self._parse_body(delivery)
-                message = compose_message(
+                composed = compose(
                     kind, body, sender=self.id.own, receiver=self.id.partner, issued_at=now
                 )
             except InvalidRecord as exc:
                 self._refuse_record(unit, queue, delivery, kind_name, exc.problems)
                 continue
+            message = composed.message
+            payloads[message.message_id] = composed.payload
             number = certificate_number_of(message) or ""
             ready.append((delivery, kind, message, number, _record_digest(body)))
 
@@ -744,7 +751,16 @@ class NodeService:
                     continue
                 applied(certs, moves)
                 known[local_key] = (message.message_id, record_digest)
-                self._send(unit, message, kind, number, local_key, record_digest, moves)
+                self._send(
+                    unit,
+                    message,
+                    kind,
+                    number,
+                    local_key,
+                    record_digest,
+                    moves,
+                    payloads[message.message_id],
+                )
                 log.info("record_accepted", kind=kind.value)
         return unit
 

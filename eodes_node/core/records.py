@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-import orjson
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from eodes_node.core.canonical import canonical_json
 from eodes_node.core.messages import (
     BODY_FIELD,
     MODEL_BY_KIND,
@@ -101,6 +102,34 @@ def compose_message(
 
     Problems are reported relative to the record, as its author wrote it.
     """
+    return compose(
+        kind,
+        body,
+        sender=sender,
+        receiver=receiver,
+        issued_at=issued_at,
+        message_id=message_id,
+        correlation_id=correlation_id,
+    ).message
+
+
+@dataclass(frozen=True, slots=True)
+class Composed:
+    message: MessageBase
+    payload: bytes  # the canonical JSON that was validated: sign exactly these bytes
+
+
+def compose(
+    kind: Kind,
+    body: Any,
+    *,
+    sender: str,
+    receiver: str,
+    issued_at: datetime,
+    message_id: str | None = None,
+    correlation_id: str | None = None,
+) -> Composed:
+    """Like ``compose_message``, keeping the validated canonical bytes for signing."""
     field = BODY_FIELD[kind]
     envelope: dict[str, Any] = {
         "kind": kind.value,
@@ -113,7 +142,11 @@ def compose_message(
     if correlation_id is not None:
         envelope["correlation_id"] = correlation_id
     try:
-        message = MODEL_BY_KIND[kind].model_validate_json(orjson.dumps(envelope))
+        payload = canonical_json(envelope)
+    except TypeError as exc:
+        raise InvalidRecord([Problem("", "json_invalid", f"not representable: {exc}")]) from None
+    try:
+        message = MODEL_BY_KIND[kind].model_validate_json(payload)
     except ValidationError as exc:
         problems = []
         for problem in problems_from(exc):
@@ -124,4 +157,4 @@ def compose_message(
         raise InvalidRecord(problems) from None
     if isinstance(message, CooIssued | CooReplacement):
         checked_certificate(message.certificate)
-    return message
+    return Composed(message, payload)
