@@ -257,17 +257,17 @@ class Pair:
         for node in self.nodes.values():
             if node.process is not None and node.process.returncode is None:
                 await node.terminate()
-        for connection in self.connections.values():
+        for own, connection in self.connections.items():
+            topo = self.topo[own]
             channel = await connection.channel()
-            for topo in self.topo.values():
-                for queue in topo.local_queues():
-                    for name in (queue, topo.dead_letter(queue)):
-                        with contextlib.suppress(Exception):
-                            await channel.queue_delete(name)
-                        if channel.is_closed:
-                            channel = await connection.channel()
+            for queue in topo.local_queues():
+                for name in (queue, topo.dead_letter(queue)):
+                    with contextlib.suppress(Exception):
+                        await channel.queue_delete(name)
+                    if channel.is_closed:
+                        channel = await connection.channel()
             with contextlib.suppress(Exception):
-                await channel.exchange_delete(self.topo["KR"].inbound_exchange)
+                await channel.exchange_delete(topo.inbound_exchange)
             await connection.close()
 
 
@@ -349,6 +349,29 @@ async def memory(run: Path, records: Records, plan: Plan) -> dict[str, Any]:
         await pair.close()
 
 
+def median_envelope() -> bytes:
+    """A signed e-CO of median size among the records the nodes will carry."""
+    key = PrivateKey.generate()
+    now = datetime.now(UTC).replace(microsecond=0)
+    tokens = sorted(
+        (
+            seal(
+                CooIssued(
+                    message_id=new_message_id(),
+                    sender="KR",
+                    receiver="CN",
+                    issued_at=now,
+                    certificate=cert,
+                ),
+                key,
+            )
+            for cert in SampleFactory("KCFTA", seed=1).certificates(300)
+        ),
+        key=len,
+    )
+    return tokens[len(tokens) // 2]
+
+
 def machine() -> dict[str, Any]:
     model = next(
         (
@@ -379,15 +402,7 @@ async def main(quick: bool) -> int:
     run = ROOT / "var" / "bench" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run.mkdir(parents=True)
     records = Records()
-    key = PrivateKey.generate()
-    sample = CooIssued(
-        message_id=new_message_id(),
-        sender="KR",
-        receiver="CN",
-        issued_at=datetime.now(UTC).replace(microsecond=0),
-        certificate=SampleFactory("KCFTA", seed=3).certificate(),
-    )
-    body = seal(sample, key)
+    body = median_envelope()
     say(f"bench: {'quick' if quick else 'full'} run; relay message size {len(body)} bytes")
     ceiling_rate = await ceiling(plan, body)
     rates = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from eodes_node.core.decide import CertFacts, OutboundFacts, PriorInbound, Transition
 from eodes_node.core.messages import Kind
@@ -13,6 +13,18 @@ from eodes_node.core.messages import Kind
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One message taken from a queue, as the service sees it; ``raw`` is the adapter's."""
+
+    body: bytes
+    message_id: str | None
+    kind: str | None
+    headers: Mapping[str, Any]
+    redelivered: bool
+    raw: Any
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from eodes_node.adapters.amqp import AmqpTransport, Delivery, settle_batch
+from eodes_node.adapters.amqp import AmqpTransport, delivery_of, settle_batch
 from eodes_node.config import NodeConfig
 from eodes_node.errors import TransientError
-from eodes_node.ports import Publication, Store
+from eodes_node.ports import Delivery, Publication, Store
 from eodes_node.service import NodeService
 
 log = structlog.get_logger("eodes_node.runtime")
@@ -92,7 +92,7 @@ class BatchConsumer:
                 return
             self.idle.clear()
             try:
-                await self._process([Delivery.of(m) for m in batch])
+                await self._process([delivery_of(m) for m in batch])
             finally:
                 self.idle.set()
 

@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 import structlog
 
-from eodes_node.adapters.amqp import Delivery
 from eodes_node.config import LimitsSection, RetrySection
 from eodes_node.core.canonical import canonical_json
 from eodes_node.core.decide import (
@@ -59,6 +58,7 @@ from eodes_node.errors import InvalidMessage, InvalidRecord, PeerError, Problem
 from eodes_node.ports import (
     PARTNER,
     Clock,
+    Delivery,
     Due,
     Facts,
     FactsQuery,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -24,7 +23,7 @@ from aio_pika.abc import (
 )
 
 from eodes_node.errors import BrokerUnavailable
-from eodes_node.ports import Publication
+from eodes_node.ports import Delivery, Publication
 from eodes_node.topology import Topology
 
 _BROKER_ERRORS: tuple[type[Exception], ...] = (
@@ -42,27 +41,15 @@ _SETTLE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-@dataclass(slots=True)
-class Delivery:
-    """One message taken from a queue, with what the service needs to know about it."""
-
-    body: bytes
-    message_id: str | None
-    kind: str | None
-    headers: Mapping[str, Any]
-    redelivered: bool
-    raw: AbstractIncomingMessage
-
-    @classmethod
-    def of(cls, message: AbstractIncomingMessage) -> Delivery:
-        return cls(
-            body=message.body,
-            message_id=message.message_id,
-            kind=message.type,
-            headers=dict(message.headers or {}),
-            redelivered=bool(message.redelivered),
-            raw=message,
-        )
+def delivery_of(message: AbstractIncomingMessage) -> Delivery:
+    return Delivery(
+        body=message.body,
+        message_id=message.message_id,
+        kind=message.type,
+        headers=dict(message.headers or {}),
+        redelivered=bool(message.redelivered),
+        raw=message,
+    )
 
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
