@@ -148,9 +148,10 @@ def asyncapi_channels() -> tuple[dict[str, Any], dict[str, Any]]:
             "address": "eodes.{partner}.events",
             "parameters": partner_param,
             "description": (
-                "Delivery events for the local systems, JSON with event = delivered | "
-                "rejected | failed | record_rejected, message_id, kind, certificate_number, "
-                "partner, at, and code / text / problems where they apply. AMQP type: "
+                "Delivery events for the local systems, JSON {event, partner, at, items}: "
+                "event = delivered | rejected | failed | record_rejected; each item has "
+                "message_id, kind, certificate_number and, where they apply, code, text and "
+                "problems. The messages one receipt settles share one event. AMQP type: "
                 "event.<event>."
             ),
         },
