@@ -129,7 +129,6 @@ class NodeService:
         self.topology = identity.topology
         self._decide_lock = asyncio.Lock()
         self._background: set[asyncio.Task[int]] = set()
-        self._in_flight: set[int] = set()
         self.flush_wanted = asyncio.Event()
 
     # --- shared effects ------------------------------------------------------------
@@ -274,20 +273,18 @@ class NodeService:
                     error=str(exc),
                 )
                 return None
-            finally:
-                self._in_flight.discard(outbox_id)
             return outbox_id
 
-        self._in_flight.update(i for i, _ in items)
         results = await asyncio.gather(*(one(item) for item in items))
         done = [r for r in results if r is not None]
         await self.store.mark_published(done)
+        await self.store.release([i for (i, _), r in zip(items, results, strict=True) if r is None])
         return len(done)
 
     async def relay_outbox(self, limit: int = 500) -> int:
         """Publish what a crash or an outage left in the outbox; returns how many remain."""
         await self.store.flush_published()
-        queued = [q for q in await self.store.unpublished(limit) if q.id not in self._in_flight]
+        queued = await self.store.unpublished(limit)
         if not queued:
             return 0
         published = await self.publish_queued([(q.id, q.publication) for q in queued])

@@ -228,7 +228,12 @@ class SqlStore:
         self._engine: Engine | None = None
         self._conn: Connection | None = None
         self._last_chain = GENESIS
-        self._published_pending: list[int] = []
+        # Confirmed publications whose mark is not written yet. Removed by value once
+        # written: a commit and a flush may both write the same marks, harmlessly.
+        self._published_pending: set[int] = set()
+        # Unbound publications handed to the caller by `commit` and not yet confirmed or
+        # released: the relay must not publish them a second time meanwhile.
+        self._claimed: set[int] = set()
 
     async def _run(self, work: Callable[[Connection], T], *, fsync: bool = True) -> T:
         def in_thread() -> T:
@@ -391,7 +396,7 @@ class SqlStore:
     async def commit(self, unit: UnitOfWork) -> list[int]:
         """Apply a batch's effects atomically; returns the outbox ids to publish."""
         now = time.time()
-        marks = list(self._published_pending)
+        marks = set(self._published_pending)
 
         def work(conn: Connection) -> tuple[list[int], str]:
             if unit.inbound:
@@ -478,11 +483,15 @@ class SqlStore:
                     ],
                 )
                 ids = [int(r[0]) for r in rows]
+                # Claimed before this thread runs anything else, so no relay sees them free.
+                self._claimed.update(
+                    i for i, p in zip(ids, unit.publications, strict=True) if p.bound_to is None
+                )
             return ids, chain
 
         ids, chain = await self._run(work)
         self._last_chain = chain
-        del self._published_pending[: len(marks)]
+        self._published_pending -= marks
         return ids
 
     async def mark_published(self, ids: Sequence[int]) -> None:
@@ -490,16 +499,29 @@ class SqlStore:
 
         Until then the in-memory marks keep them out of relays and re-issues.
         """
-        self._published_pending.extend(ids)
+        # Marked before unclaimed: a concurrent `_taken` always finds the id in one of them.
+        self._published_pending.update(ids)
+        self._claimed.difference_update(ids)
+
+    async def release(self, ids: Sequence[int]) -> None:
+        """Publishing these failed: hand them to the relay."""
+        self._claimed.difference_update(ids)
+
+    def _taken(self) -> set[int]:
+        """Ids the relay must skip. Read on the store thread after the query: a flush that
+        removes marks runs its write on this thread too, so it cannot slip in between."""
+        claimed = set(self._claimed)
+        return claimed | set(self._published_pending)
 
     async def flush_published(self) -> None:
         if not self._published_pending:
             return
-        rows = [{"b_id": i} for i in self._published_pending]
+        marks = set(self._published_pending)
+        rows = [{"b_id": i} for i in marks]
         # WAL without fsync survives a crash of this process, which is the failure the
         # marks guard against; an fsync per batch for them halved the commit budget.
         await self._run(lambda conn: conn.execute(_MARK_PUBLISHED, rows), fsync=False)
-        del self._published_pending[: len(rows)]
+        self._published_pending -= marks
 
     @staticmethod
     def _apply_updates(conn: Connection, unit: UnitOfWork, now: float) -> None:
@@ -586,7 +608,6 @@ class SqlStore:
 
     async def unpublished(self, limit: int) -> list[QueuedPublication]:
         """Unbound publications not yet confirmed (bound ones travel with their delivery)."""
-        marked = set(self._published_pending)
 
         def work(conn: Connection) -> list[QueuedPublication]:
             rows = conn.execute(
@@ -594,8 +615,9 @@ class SqlStore:
                 .where(and_(outbox.c.published.is_(False), outbox.c.bound_to.is_(None)))
                 .order_by(outbox.c.id)
                 .limit(limit)
-            )
-            return [_queued(r) for r in rows if r.id not in marked]
+            ).all()
+            taken = self._taken()
+            return [_queued(r) for r in rows if r.id not in taken]
 
         return await self._run(work)
 
@@ -603,14 +625,14 @@ class SqlStore:
         wanted = list(set(keys))
         if not wanted:
             return []
-        marked = set(self._published_pending)
 
         def work(conn: Connection) -> list[QueuedPublication]:
             rows = conn.execute(
                 select(outbox)
                 .where(and_(outbox.c.published.is_(False), outbox.c.bound_to.in_(wanted)))
                 .order_by(outbox.c.id)
-            )
+            ).all()
+            marked = set(self._published_pending)
             return [_queued(r) for r in rows if r.id not in marked]
 
         return await self._run(work)
