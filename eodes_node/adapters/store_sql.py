@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,14 +29,11 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
-    bindparam,
     create_engine,
     event,
     func,
     insert,
     select,
-    tuple_,
-    update,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -138,37 +136,89 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (lambda conn: metadata.cr
 
 GENESIS = "0" * 64
 
-_RECORD_ATTEMPT = (
-    update(outbound)
-    .where(and_(outbound.c.message_id == bindparam("b_id"), outbound.c.status == "pending"))
-    .values(
-        attempts=bindparam("b_attempts"),
-        next_attempt_at=bindparam("b_next"),
-        updated_at=bindparam("b_now"),
-    )
-)
-_SETTLE_OUTBOUND = (
-    update(outbound)
-    .where(outbound.c.message_id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        receipt_code=bindparam("b_code"),
-        receipt_text=bindparam("b_text"),
-        next_attempt_at=None,
-        updated_at=bindparam("b_now"),
-    )
-)
-_MOVE_CERTIFICATE = (
-    update(certificates)
-    .where(
-        and_(
-            certificates.c.role == bindparam("b_role"),
-            certificates.c.number == bindparam("b_number"),
+
+class Sql:
+    """The per-batch statements, hand-written and run on the driver's cursor.
+
+    SQLAlchemy builds a statement in Python on every call; for a batch's facts that cost
+    0.9 ms where the queries themselves take 0.05 ms. Schema, migrations and the rare
+    queries stay on SQLAlchemy Core. The text uses ``:name`` parameters; PostgreSQL's
+    driver gets them as ``%(name)s``.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.cursor: Any = conn.connection.cursor()
+        self.named = conn.dialect.name != "sqlite"
+
+    def text(self, sql: str) -> str:
+        if not self.named:
+            return sql
+        if sql not in _NAMED:
+            _NAMED[sql] = _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+        return _NAMED[sql]
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        self.cursor.execute(self.text(sql), params or {})
+        return list(self.cursor.fetchall())
+
+    def run(self, sql: str, params: dict[str, Any]) -> None:
+        self.cursor.execute(self.text(sql), params)
+
+    def run_many(self, sql: str, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.cursor.executemany(self.text(sql), rows)
+
+    def rows_in(
+        self, head: str, column: str, values: Iterable[Any], params: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """``head`` ending in WHERE or AND, then ``column IN (...)`` over ``values``."""
+        return self.rows(*self._with_in(head, column, values, params))
+
+    def run_in(self, head: str, column: str, values: Iterable[Any], params: dict[str, Any]) -> None:
+        self.run(*self._with_in(head, column, values, params))
+
+    @staticmethod
+    def _with_in(
+        head: str, column: str, values: Iterable[Any], params: dict[str, Any] | None
+    ) -> tuple[str, dict[str, Any]]:
+        listed = {f"in{i}": v for i, v in enumerate(values)}
+        placeholders = ", ".join(f":{name}" for name in listed)
+        # Only placeholders are formatted in; every value is bound.
+        return f"{head} {column} IN ({placeholders})", {**(params or {}), **listed}
+
+    def insert_returning_id(self, sql: str, params: dict[str, Any]) -> int:
+        self.cursor.execute(self.text(sql + " RETURNING id"), params)
+        return int(self.cursor.fetchone()[0])
+
+
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+_NAMED: dict[str, str] = {}
+
+
+def _write_marks(sql: Sql, ids: Iterable[int]) -> None:
+    if ids:
+        sql.run_in("UPDATE outbox SET published = :yes WHERE", "id", sorted(ids), {"yes": True})
+
+
+def _certificate_states(
+    sql: Sql, keys: Iterable[tuple[str, str]]
+) -> list[tuple[str, str, str, str]]:
+    """(role, number, state, coo_message_id) of these certificates, by primary key.
+
+    One query per role: SQLite scans the whole table for a row-value IN list.
+    """
+    by_role: dict[str, set[str]] = {}
+    for role, number in keys:
+        by_role.setdefault(role, set()).add(number)
+    found: list[tuple[str, str, str, str]] = []
+    for role, numbers in by_role.items():
+        found += sql.rows_in(
+            "SELECT role, number, state, coo_message_id FROM certificates WHERE role = :role AND",
+            "number",
+            sorted(numbers),
+            {"role": role},
         )
-    )
-    .values(state=bindparam("b_state"), updated_at=bindparam("b_now"))
-)
-_MARK_PUBLISHED = update(outbox).where(outbox.c.id == bindparam("b_id")).values(published=True)
+    return found
 
 
 def _queued(row: Any) -> QueuedPublication:
@@ -307,46 +357,33 @@ class SqlStore:
         """Every fact a batch needs, read in one trip to the store thread."""
 
         def work(conn: Connection) -> Facts:
+            sql = Sql(conn)
             facts = Facts()
             if query.message_ids:
-                rows = conn.execute(
-                    select(
-                        inbound.c.message_id,
-                        inbound.c.digest,
-                        inbound.c.receipt_entry,
-                        inbound.c.receipt_id,
-                    ).where(
-                        and_(
-                            inbound.c.sender == query.sender,
-                            inbound.c.message_id.in_(set(query.message_ids)),
-                        )
-                    )
-                )
                 facts.priors = {
-                    r.message_id: PriorInbound(
-                        r.digest,
-                        ReceiptEntry.model_validate_json(r.receipt_entry)
-                        if r.receipt_entry
-                        else None,
-                        r.receipt_id,
+                    message_id: PriorInbound(
+                        digest,
+                        ReceiptEntry.model_validate_json(entry) if entry else None,
+                        receipt_id,
                     )
-                    for r in rows
+                    for message_id, digest, entry, receipt_id in sql.rows_in(
+                        "SELECT message_id, digest, receipt_entry, receipt_id "
+                        "FROM inbound_messages WHERE sender = :sender AND",
+                        "message_id",
+                        set(query.message_ids),
+                        {"sender": query.sender},
+                    )
                 }
             wanted = set(query.certificates)
             if query.outbound_ids:
-                rows = conn.execute(
-                    select(
-                        outbound.c.message_id,
-                        outbound.c.kind,
-                        outbound.c.certificate_number,
-                        outbound.c.status,
-                    ).where(outbound.c.message_id.in_(set(query.outbound_ids)))
-                )
                 facts.outbound = {
-                    r.message_id: OutboundFacts(
-                        r.message_id, Kind(r.kind), r.certificate_number, r.status
+                    message_id: OutboundFacts(message_id, Kind(kind), number, status)
+                    for message_id, kind, number, status in sql.rows_in(
+                        "SELECT message_id, kind, certificate_number, status "
+                        "FROM outbound_messages WHERE",
+                        "message_id",
+                        set(query.outbound_ids),
                     )
-                    for r in rows
                 }
                 wanted |= {
                     (Role.EXPORTER.value, o.certificate_number)
@@ -354,25 +391,18 @@ class SqlStore:
                     if o.certificate_number
                 }
             if wanted:
-                rows = conn.execute(
-                    select(certificates).where(
-                        tuple_(certificates.c.role, certificates.c.number).in_(list(wanted))
-                    )
-                )
                 facts.certificates = {
-                    (r.role, r.number): CertFacts(
-                        r.number, Role(r.role), State(r.state), r.coo_message_id
-                    )
-                    for r in rows
+                    (role, number): CertFacts(number, Role(role), State(state), coo_message_id)
+                    for role, number, state, coo_message_id in _certificate_states(sql, wanted)
                 }
             if query.local_keys:
-                rows = conn.execute(
-                    select(
-                        outbound.c.local_key, outbound.c.message_id, outbound.c.record_digest
-                    ).where(outbound.c.local_key.in_(set(query.local_keys)))
-                )
                 facts.local_keys = {
-                    r.local_key: (r.message_id, r.record_digest or "") for r in rows
+                    local_key: (message_id, record_digest or "")
+                    for local_key, message_id, record_digest in sql.rows_in(
+                        "SELECT local_key, message_id, record_digest FROM outbound_messages WHERE",
+                        "local_key",
+                        set(query.local_keys),
+                    )
                 }
             return facts
 
@@ -399,50 +429,55 @@ class SqlStore:
         marks = set(self._published_pending)
 
         def work(conn: Connection) -> tuple[list[int], str]:
-            if unit.inbound:
-                conn.execute(
-                    insert(inbound),
-                    [
-                        {
-                            "sender": r.sender,
-                            "message_id": r.message_id,
-                            "kind": r.kind.value,
-                            "digest": r.digest,
-                            "token": r.token,
-                            "status": r.status,
-                            "code": r.code,
-                            "text": r.text,
-                            "certificate_number": r.certificate_number,
-                            "receipt_entry": r.receipt_entry,
-                            "receipt_id": r.receipt_id,
-                            "received_at": now,
-                        }
-                        for r in unit.inbound
-                    ],
-                )
-            if unit.outbound:
-                conn.execute(
-                    insert(outbound),
-                    [
-                        {
-                            "message_id": r.message_id,
-                            "kind": r.kind.value,
-                            "certificate_number": r.certificate_number,
-                            "correlation_id": r.correlation_id,
-                            "token": r.token,
-                            "local_key": r.local_key,
-                            "record_digest": r.record_digest,
-                            "status": r.status,
-                            "attempts": r.attempts,
-                            "next_attempt_at": r.next_attempt_at,
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                        for r in unit.outbound
-                    ],
-                )
-            self._apply_updates(conn, unit, now)
-            self._apply_transitions(conn, unit, now)
+            sql = Sql(conn)
+            sql.run_many(
+                "INSERT INTO inbound_messages (sender, message_id, kind, digest, token, status, "
+                "code, text, certificate_number, receipt_entry, receipt_id, received_at) "
+                "VALUES (:sender, :message_id, :kind, :digest, :token, :status, :code, :text, "
+                ":certificate_number, :receipt_entry, :receipt_id, :received_at)",
+                [
+                    {
+                        "sender": r.sender,
+                        "message_id": r.message_id,
+                        "kind": r.kind.value,
+                        "digest": r.digest,
+                        "token": r.token,
+                        "status": r.status,
+                        "code": r.code,
+                        "text": r.text,
+                        "certificate_number": r.certificate_number,
+                        "receipt_entry": r.receipt_entry,
+                        "receipt_id": r.receipt_id,
+                        "received_at": now,
+                    }
+                    for r in unit.inbound
+                ],
+            )
+            sql.run_many(
+                "INSERT INTO outbound_messages (message_id, kind, certificate_number, "
+                "correlation_id, token, local_key, record_digest, status, attempts, "
+                "next_attempt_at, created_at, updated_at) VALUES (:message_id, :kind, "
+                ":certificate_number, :correlation_id, :token, :local_key, :record_digest, "
+                ":status, :attempts, :next_attempt_at, :now, :now)",
+                [
+                    {
+                        "message_id": r.message_id,
+                        "kind": r.kind.value,
+                        "certificate_number": r.certificate_number,
+                        "correlation_id": r.correlation_id,
+                        "token": r.token,
+                        "local_key": r.local_key,
+                        "record_digest": r.record_digest,
+                        "status": r.status,
+                        "attempts": r.attempts,
+                        "next_attempt_at": r.next_attempt_at,
+                        "now": now,
+                    }
+                    for r in unit.outbound
+                ],
+            )
+            self._apply_updates(sql, unit, now)
+            self._apply_transitions(sql, unit, now)
             chain = self._last_chain
             history_rows = []
             for t in unit.transitions:
@@ -459,34 +494,36 @@ class SqlStore:
                         "chain": chain,
                     }
                 )
-            if history_rows:
-                conn.execute(insert(history), history_rows)
-            if marks:
-                # Marks from earlier batches ride along: one fsync instead of two per batch.
-                conn.execute(_MARK_PUBLISHED, [{"b_id": i} for i in marks])
-            ids: list[int] = []
-            if unit.publications:
-                rows = conn.execute(
-                    insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True),
-                    [
-                        {
-                            "destination": p.destination,
-                            "body": p.body,
-                            "message_id": p.message_id,
-                            "kind": p.kind,
-                            "headers": orjson.dumps(dict(p.headers)).decode(),
-                            "content_type": p.content_type,
-                            "published": False,
-                            "bound_to": p.bound_to,
-                        }
-                        for p in unit.publications
-                    ],
+            sql.run_many(
+                'INSERT INTO certificate_history (role, number, at, event, "before", "after", '
+                "message_id, chain) VALUES (:role, :number, :at, :event, :before, :after, "
+                ":message_id, :chain)",
+                history_rows,
+            )
+            # Marks from earlier batches ride along: one fsync instead of two per batch.
+            _write_marks(sql, marks)
+            ids = [
+                sql.insert_returning_id(
+                    "INSERT INTO outbox (destination, body, message_id, kind, headers, "
+                    "content_type, published, bound_to) VALUES (:destination, :body, "
+                    ":message_id, :kind, :headers, :content_type, :published, :bound_to)",
+                    {
+                        "destination": p.destination,
+                        "body": p.body,
+                        "message_id": p.message_id,
+                        "kind": p.kind,
+                        "headers": orjson.dumps(dict(p.headers)).decode(),
+                        "content_type": p.content_type,
+                        "published": False,
+                        "bound_to": p.bound_to,
+                    },
                 )
-                ids = [int(r[0]) for r in rows]
-                # Claimed before this thread runs anything else, so no relay sees them free.
-                self._claimed.update(
-                    i for i, p in zip(ids, unit.publications, strict=True) if p.bound_to is None
-                )
+                for p in unit.publications
+            ]
+            # Claimed before this thread runs anything else, so no relay sees them free.
+            self._claimed.update(
+                i for i, p in zip(ids, unit.publications, strict=True) if p.bound_to is None
+            )
             return ids, chain
 
         ids, chain = await self._run(work)
@@ -517,59 +554,52 @@ class SqlStore:
         if not self._published_pending:
             return
         marks = set(self._published_pending)
-        rows = [{"b_id": i} for i in marks]
         # WAL without fsync survives a crash of this process, which is the failure the
         # marks guard against; an fsync per batch for them halved the commit budget.
-        await self._run(lambda conn: conn.execute(_MARK_PUBLISHED, rows), fsync=False)
+        await self._run(lambda conn: _write_marks(Sql(conn), marks), fsync=False)
         self._published_pending -= marks
 
     @staticmethod
-    def _apply_updates(conn: Connection, unit: UnitOfWork, now: float) -> None:
-        attempts = [
-            {
-                "b_id": u.message_id,
-                "b_attempts": u.attempts,
-                "b_next": u.next_attempt_at,
-                "b_now": now,
-            }
-            for u in unit.outbound_updates
-            if u.status == "pending"
-        ]
-        settled = [
-            {
-                "b_id": u.message_id,
-                "b_status": u.status,
-                "b_code": u.code,
-                "b_text": u.text,
-                "b_now": now,
-            }
-            for u in unit.outbound_updates
-            if u.status != "pending"
-        ]
-        if attempts:
-            # A retry attempt never overrides a receipt that arrived meanwhile.
-            conn.execute(_RECORD_ATTEMPT, attempts)
-        if settled:
-            conn.execute(_SETTLE_OUTBOUND, settled)
+    def _apply_updates(sql: Sql, unit: UnitOfWork, now: float) -> None:
+        # A retry attempt never overrides a receipt that arrived meanwhile.
+        sql.run_many(
+            "UPDATE outbound_messages SET attempts = :attempts, next_attempt_at = :next, "
+            "updated_at = :now WHERE message_id = :id AND status = 'pending'",
+            [
+                {"id": u.message_id, "attempts": u.attempts, "next": u.next_attempt_at, "now": now}
+                for u in unit.outbound_updates
+                if u.status == "pending"
+            ],
+        )
+        sql.run_many(
+            "UPDATE outbound_messages SET status = :status, receipt_code = :code, "
+            "receipt_text = :text, next_attempt_at = NULL, updated_at = :now "
+            "WHERE message_id = :id",
+            [
+                {"id": u.message_id, "status": u.status, "code": u.code, "text": u.text, "now": now}
+                for u in unit.outbound_updates
+                if u.status != "pending"
+            ],
+        )
 
     @staticmethod
-    def _apply_transitions(conn: Connection, unit: UnitOfWork, now: float) -> None:
+    def _apply_transitions(sql: Sql, unit: UnitOfWork, now: float) -> None:
         """Insert new certificates, move known ones; refuse moves from a stale state."""
         created = [t for t in unit.transitions if t.before is None]
-        if created:
-            conn.execute(
-                insert(certificates),
-                [
-                    {
-                        "role": t.role.value,
-                        "number": t.number,
-                        "state": t.after.value,
-                        "coo_message_id": t.coo_message_id or t.message_id,
-                        "updated_at": now,
-                    }
-                    for t in created
-                ],
-            )
+        sql.run_many(
+            "INSERT INTO certificates (role, number, state, coo_message_id, updated_at) "
+            "VALUES (:role, :number, :state, :coo_message_id, :now)",
+            [
+                {
+                    "role": t.role.value,
+                    "number": t.number,
+                    "state": t.after.value,
+                    "coo_message_id": t.coo_message_id or t.message_id,
+                    "now": now,
+                }
+                for t in created
+            ],
+        )
         expected: dict[tuple[str, str], str] = {}
         final: dict[tuple[str, str], str] = {}
         fresh = {(t.role.value, t.number) for t in created}
@@ -586,25 +616,23 @@ class SqlStore:
             final[key] = t.after.value
         if expected:
             current = {
-                (r.role, r.number): r.state
-                for r in conn.execute(
-                    select(certificates.c.role, certificates.c.number, certificates.c.state).where(
-                        tuple_(certificates.c.role, certificates.c.number).in_(list(expected))
-                    )
-                )
+                (role, number): state
+                for role, number, state, _ in _certificate_states(sql, expected)
             }
             for key, state in expected.items():
                 if current.get(key) != state:
                     # Decided on a state that changed meanwhile: retry with fresh facts.
                     raise StoreConflict(f"certificate {key[1]} is no longer {state}")
         inserted = {(t.role.value, t.number): t.after.value for t in created}
-        moved = [
-            {"b_role": role, "b_number": number, "b_state": state, "b_now": now}
-            for (role, number), state in final.items()
-            if inserted.get((role, number)) != state
-        ]
-        if moved:
-            conn.execute(_MOVE_CERTIFICATE, moved)
+        sql.run_many(
+            "UPDATE certificates SET state = :state, updated_at = :now "
+            "WHERE role = :role AND number = :number",
+            [
+                {"role": role, "number": number, "state": state, "now": now}
+                for (role, number), state in final.items()
+                if inserted.get((role, number)) != state
+            ],
+        )
 
     async def unpublished(self, limit: int) -> list[QueuedPublication]:
         """Unbound publications not yet confirmed (bound ones travel with their delivery)."""
