@@ -61,7 +61,8 @@ class BatchConsumer:
         self.idle = asyncio.Event()
         self.idle.set()
 
-    async def on_message(self, message: AbstractIncomingMessage) -> None:
+    def on_message(self, message: AbstractIncomingMessage) -> None:
+        # Not a coroutine: aio-pika then calls it without a task per delivery.
         self._buffer.put_nowait(message)
 
     def stop(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aio_pika
@@ -52,24 +52,24 @@ def delivery_of(message: AbstractIncomingMessage) -> Delivery:
     )
 
 
-Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+Handler = Callable[[AbstractIncomingMessage], None]
 
 
-def _message(
-    body: bytes,
+def _properties(
     *,
     message_id: str,
     kind: str,
     headers: Mapping[str, Any] | None,
     content_type: str,
-) -> aio_pika.Message:
-    return aio_pika.Message(
-        body,
+) -> aiormq.spec.Basic.Properties:
+    """The frame properties themselves: building an aio_pika.Message per publish cost more
+    than the publish (3% of a node's CPU under load)."""
+    return aiormq.spec.Basic.Properties(
         message_id=message_id,
-        type=kind,
+        message_type=kind,
         headers=dict(headers or {}),
         content_type=content_type,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        delivery_mode=int(aio_pika.DeliveryMode.PERSISTENT),
         app_id="eodes-node",
     )
 
@@ -129,18 +129,19 @@ class BrokerLink:
     ) -> None:
         """Publish and wait for the broker's confirm; raise BrokerUnavailable otherwise."""
         channel = await self.publish_channel()
-        message = _message(
-            body, message_id=message_id, kind=kind, headers=headers, content_type=content_type
+        properties = _properties(
+            message_id=message_id, kind=kind, headers=headers, content_type=content_type
         )
         try:
-            target = (
-                channel.default_exchange
-                if not exchange
-                else await asyncio.wait_for(
-                    channel.get_exchange(exchange, ensure=False), self.timeout_s
-                )
+            underlay = await asyncio.wait_for(channel.get_underlay_channel(), self.timeout_s)
+            await underlay.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=True,
+                timeout=self.timeout_s,
             )
-            await target.publish(message, routing_key, mandatory=True, timeout=self.timeout_s)
         except aio_pika.exceptions.PublishError as exc:
             raise BrokerUnavailable(
                 f"{self.name}: unroutable: nothing bound to {exchange or '(default)'}"
@@ -298,18 +299,16 @@ async def settle_batch(
         if select:
             await transaction.select(timeout=timeout_s)
         for p in publications:
-            message = _message(
-                p.body,
-                message_id=p.message_id,
-                kind=p.kind,
-                headers=p.headers,
-                content_type=p.content_type,
-            )
             await underlay.basic_publish(
-                message.body,
+                p.body,
                 exchange="",
                 routing_key=p.destination,
-                properties=message.properties,
+                properties=_properties(
+                    message_id=p.message_id,
+                    kind=p.kind,
+                    headers=p.headers,
+                    content_type=p.content_type,
+                ),
                 timeout=timeout_s,
             )
         if ack and multiple:
