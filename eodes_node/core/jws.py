@@ -8,6 +8,7 @@ that could bring in keys, compression or critical extensions is refused.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -240,11 +241,13 @@ class Verified:
     payload: bytes
 
 
+@functools.lru_cache(maxsize=64)
+def _protected_header(alg: str, kid: str, typ: str) -> bytes:
+    return b64url(json.dumps({"alg": alg, "kid": kid, "typ": typ}, separators=(",", ":")).encode())
+
+
 def sign_compact(payload: bytes, typ: str, key: PrivateKey) -> bytes:
-    header = json.dumps(
-        {"alg": key.alg, "kid": key.kid, "typ": typ}, separators=(",", ":")
-    ).encode()
-    signing_input = b64url(header) + b"." + b64url(payload)
+    signing_input = _protected_header(key.alg, key.kid, typ) + b"." + b64url(payload)
     return signing_input + b"." + b64url(key.sign(signing_input))
 
 
