@@ -311,11 +311,14 @@ async def latency(run: Path, records: Records, plan: Plan) -> dict[str, Any]:
         # What earlier phases left on the bench's own heap must not pause its clock.
         gc.collect()
         gc.freeze()
+        fsync_before = disk_fsync_ms(run)
         runs.append(await latency_once(run / f"latency-{i}", records, plan))
+        runs[-1]["fsync_ms_before"] = fsync_before
+        runs[-1]["fsync_ms_after"] = disk_fsync_ms(run)
         say(
             "bench: latency run: p50 / p95 / p99 "
             + " / ".join(f"{runs[-1][p]:.0f}" for p in ("p50", "p95", "p99"))
-            + " ms"
+            + f" ms (disk fsync {fsync_before} / {runs[-1]['fsync_ms_after']} ms before / after)"
         )
     return {
         **{p: statistics.median(r[p] for r in runs) for p in ("p50", "p95", "p99")},
@@ -407,6 +410,25 @@ def median_envelope() -> bytes:
         key=len,
     )
     return tokens[len(tokens) // 2]
+
+
+def disk_fsync_ms(path: Path, count: int = 50) -> float:
+    """Median time of an fsync beside the stores: each hop of a certificate waits on one at
+    each end, so a slow phase of the shared disk shows here and in the latency at once."""
+    probe = path / "fsync.probe"
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT, 0o600)
+    times = []
+    try:
+        for _ in range(count):
+            os.write(fd, b"x" * 4096)
+            began = time.perf_counter()
+            os.fsync(fd)
+            times.append((time.perf_counter() - began) * 1000)
+    finally:
+        os.close(fd)
+        probe.unlink()
+    return round(statistics.median(times), 3)
 
 
 def machine() -> dict[str, Any]:
