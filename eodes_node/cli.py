@@ -17,7 +17,7 @@ from eodes_node.core.canonical import canonical_json
 from eodes_node.core.envelope import open_envelope, seal
 from eodes_node.core.jws import ALGORITHMS, Algorithm, KeySet, PrivateKey
 from eodes_node.core.messages import Kind, issued_now
-from eodes_node.core.records import as_json_dict, compose_message, parse_certificate
+from eodes_node.core.records import as_json_dict, compose, parse_certificate
 from eodes_node.errors import ConfigError, InvalidRecord, PeerError
 
 KIND_NAMES = [kind.value for kind in Kind]
@@ -139,7 +139,7 @@ def sign(
     except orjson.JSONDecodeError as exc:
         _fail(f"{file}: not valid JSON: {exc}")
     try:
-        message = compose_message(
+        message = compose(
             Kind(kind_name),
             body,
             sender=sender,
@@ -147,7 +147,7 @@ def sign(
             issued_at=issued_now(datetime.now(UTC)),
             message_id=message_id,
             correlation_id=correlation_id,
-        )
+        ).message
     except InvalidRecord as exc:
         for problem in exc.problems:
             click.echo(f"{file}: {problem}", err=True)

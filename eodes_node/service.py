@@ -300,6 +300,8 @@ class NodeService:
         unit = UnitOfWork()
         entries: list[ReceiptEntry] = []
         opened: list[tuple[Delivery, Opened]] = []
+        max_future_skew = _seconds(self.limits.max_future_skew_s)
+        max_age = _seconds(self.limits.max_age_s)
         for delivery in batch:
             try:
                 opened.append(
@@ -311,8 +313,8 @@ class NodeService:
                             receiver=me.own,
                             now=now,
                             max_bytes=self.limits.max_message_bytes,
-                            max_future_skew=_seconds(self.limits.max_future_skew_s),
-                            max_age=_seconds(self.limits.max_age_s),
+                            max_future_skew=max_future_skew,
+                            max_age=max_age,
                         ),
                     )
                 )

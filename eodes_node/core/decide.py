@@ -169,27 +169,31 @@ def decide_inbound(
     return InboundDecision(accepted_entry(opened), tuple(transitions), deliver)
 
 
+def _received(number: str, cert: CertFacts | None, message_id: str) -> Transition:
+    """The first copy of a certificate creates it; any later one conflicts."""
+    if cert is not None:
+        raise InvalidMessage(
+            RejectionCode.STATE_CONFLICT,
+            f"certificate {number} was already received in message {cert.coo_message_id}",
+        )
+    return _move(None, Role.IMPORTER, number, Event.RECEIVED, message_id)
+
+
+def _known(cert: CertFacts | None, role: Role, unknown: str) -> CertFacts:
+    if cert is None or cert.role is not role:
+        raise InvalidMessage(RejectionCode.UNKNOWN_CERTIFICATE, unknown)
+    return cert
+
+
 def _inbound_effects(
     message: MessageBase, cert: CertFacts | None, referenced: CertFacts | None
 ) -> tuple[list[Transition], Local | None]:
     mid = message.message_id
     match message:
         case CooIssued():
-            number = message.certificate.number
-            if cert is not None:
-                raise InvalidMessage(
-                    RejectionCode.STATE_CONFLICT,
-                    f"certificate {number} was already received in message {cert.coo_message_id}",
-                )
-            return [_move(None, Role.IMPORTER, number, Event.RECEIVED, mid)], Local.CLEARANCE
+            return [_received(message.certificate.number, cert, mid)], Local.CLEARANCE
         case CooReplacement():
-            number = message.certificate.number
-            if cert is not None:
-                raise InvalidMessage(
-                    RejectionCode.STATE_CONFLICT,
-                    f"certificate {number} was already received in message {cert.coo_message_id}",
-                )
-            moves = [_move(None, Role.IMPORTER, number, Event.RECEIVED, mid)]
+            moves = [_received(message.certificate.number, cert, mid)]
             ref = message.certificate.back_reference
             assert ref is not None  # guaranteed by the CooReplacement model
             if referenced is not None:
@@ -199,19 +203,19 @@ def _inbound_effects(
             return moves, Local.CLEARANCE
         case CooCancellation():
             number = message.cancellation.certificate_number
-            if cert is None or cert.role is not Role.IMPORTER:
-                raise InvalidMessage(
-                    RejectionCode.UNKNOWN_CERTIFICATE,
-                    f"certificate {number} was never received here; nothing to cancel",
-                )
+            cert = _known(
+                cert,
+                Role.IMPORTER,
+                f"certificate {number} was never received here; nothing to cancel",
+            )
             return [_move(cert, Role.IMPORTER, number, Event.CANCELLED, mid)], Local.CLEARANCE
         case Feedback():
             number = message.feedback.certificate_number
-            if cert is None or cert.role is not Role.EXPORTER:
-                raise InvalidMessage(
-                    RejectionCode.UNKNOWN_CERTIFICATE,
-                    f"feedback for certificate {number}, which this node never sent",
-                )
+            cert = _known(
+                cert,
+                Role.EXPORTER,
+                f"feedback for certificate {number}, which this node never sent",
+            )
             if message.correlation_id != cert.coo_message_id:
                 raise InvalidMessage(
                     RejectionCode.UNKNOWN_CERTIFICATE,
@@ -264,6 +268,13 @@ def _state_problem(exc: IllegalTransition, number: str) -> InvalidRecord:
     return InvalidRecord([Problem("certificate_number", "state_conflict", f"{number}: {exc}")])
 
 
+def _submitted_known(existing: CertFacts | None, role: Role, unknown: str) -> CertFacts:
+    """The certificate a local record refers to, or the record's problem."""
+    if existing is None or existing.role is not role:
+        raise InvalidRecord([Problem("certificate_number", "unknown_certificate", unknown)])
+    return existing
+
+
 def decide_local_certificate(
     message: CooIssued | CooReplacement | CooCancellation,
     existing: CertFacts | None,
@@ -273,16 +284,11 @@ def decide_local_certificate(
     mid = message.message_id
     if isinstance(message, CooCancellation):
         number = message.cancellation.certificate_number
-        if existing is None or existing.role is not Role.EXPORTER:
-            raise InvalidRecord(
-                [
-                    Problem(
-                        "certificate_number",
-                        "unknown_certificate",
-                        f"certificate {number} was never sent to the partner; nothing to cancel",
-                    )
-                ]
-            )
+        existing = _submitted_known(
+            existing,
+            Role.EXPORTER,
+            f"certificate {number} was never sent to the partner; nothing to cancel",
+        )
         try:
             return [_move(existing, Role.EXPORTER, number, Event.CANCELLED, mid)]
         except IllegalTransition as exc:
@@ -315,16 +321,11 @@ def decide_local_feedback(
     body: FeedbackBody, existing: CertFacts | None, message_id: str
 ) -> Transition:
     number = body.certificate_number
-    if existing is None or existing.role is not Role.IMPORTER:
-        raise InvalidRecord(
-            [
-                Problem(
-                    "certificate_number",
-                    "unknown_certificate",
-                    f"no certificate {number} was received from the partner; feedback needs one",
-                )
-            ]
-        )
+    existing = _submitted_known(
+        existing,
+        Role.IMPORTER,
+        f"no certificate {number} was received from the partner; feedback needs one",
+    )
     if existing.state in (State.CANCELLED, State.REPLACED):
         raise InvalidRecord(
             [

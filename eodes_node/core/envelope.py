@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -72,10 +72,8 @@ def open_envelope(
     max_age: timedelta = MAX_AGE,
 ) -> Opened:
     """Verify, parse and check a partner's envelope; raise a PeerError naming the problem."""
-    typs = None if kinds is None else {kind.typ for kind in kinds}
-    verified = verify_compact(
-        token, keys, typs=typs or set(TYP_TO_KIND), now=int(now.timestamp()), max_bytes=max_bytes
-    )
+    typs: Container[str] = TYP_TO_KIND if kinds is None else {kind.typ for kind in kinds}
+    verified = verify_compact(token, keys, typs=typs, now=int(now.timestamp()), max_bytes=max_bytes)
     kind = TYP_TO_KIND[verified.typ]
     try:
         message = MODEL_BY_KIND[kind].model_validate_json(verified.payload)

@@ -88,31 +88,6 @@ def as_json_dict(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_none=True)
 
 
-def compose_message(
-    kind: Kind,
-    body: Any,
-    *,
-    sender: str,
-    receiver: str,
-    issued_at: datetime,
-    message_id: str | None = None,
-    correlation_id: str | None = None,
-) -> MessageBase:
-    """Wrap a local record (already parsed JSON) into a message of ``kind``.
-
-    Problems are reported relative to the record, as its author wrote it.
-    """
-    return compose(
-        kind,
-        body,
-        sender=sender,
-        receiver=receiver,
-        issued_at=issued_at,
-        message_id=message_id,
-        correlation_id=correlation_id,
-    ).message
-
-
 @dataclass(frozen=True, slots=True)
 class Composed:
     message: MessageBase
@@ -129,7 +104,11 @@ def compose(
     message_id: str | None = None,
     correlation_id: str | None = None,
 ) -> Composed:
-    """Like ``compose_message``, keeping the validated canonical bytes for signing."""
+    """Wrap a local record (already parsed JSON) into a message of ``kind``, keeping the
+    validated canonical bytes for signing.
+
+    Problems are reported relative to the record, as its author wrote it.
+    """
     field = BODY_FIELD[kind]
     envelope: dict[str, Any] = {
         "kind": kind.value,
