@@ -75,6 +75,7 @@ from eodes_node.topology import Topology
 log = structlog.get_logger("eodes_node.service")
 
 RECORD_KINDS = (Kind.COO, Kind.COO_REPLACEMENT, Kind.COO_CANCELLATION)
+_RECORD_KIND_NAMES = frozenset(k.value for k in RECORD_KINDS)
 _UUID_CHARS = frozenset("0123456789abcdef-")
 
 
@@ -669,7 +670,7 @@ class NodeService:
         for delivery in batch:
             kind_name = delivery.kind or Kind.COO.value
             try:
-                if kind_name not in {k.value for k in RECORD_KINDS}:
+                if kind_name not in _RECORD_KIND_NAMES:
                     raise InvalidRecord(
                         [
                             Problem(
