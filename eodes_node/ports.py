@@ -1,121 +1,60 @@
-"""The node's ports: what the service needs from the outside world, and nothing more."""
+"""The node's ports: what the service and the runtime need from the outside world.
+
+Split by role, so each adapter and each fake implements only what its caller uses:
+``Store`` (facts and commit), ``Outbox`` (what is still to publish), ``Schedule`` (what
+is due for a resend), ``Audit`` (reports and the history chain), ``Transport``
+(publishing), ``Broker`` and ``Consumer`` (taking deliveries), ``Clock``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from eodes_node.core.decide import CertFacts, OutboundFacts, PriorInbound, Transition
-from eodes_node.core.messages import Kind
+from eodes_node.core.work import (
+    PARTNER,
+    Delivery,
+    Due,
+    Facts,
+    FactsQuery,
+    InboundRow,
+    OutboundRow,
+    OutboundUpdate,
+    Publication,
+    UnitOfWork,
+)
+
+__all__ = [
+    "PARTNER",
+    "Audit",
+    "BatchHandler",
+    "Broker",
+    "CertificateReport",
+    "Clock",
+    "Consumer",
+    "Delivery",
+    "Due",
+    "Facts",
+    "FactsQuery",
+    "HistoryLine",
+    "InboundRow",
+    "NodeStore",
+    "OutboundRow",
+    "OutboundUpdate",
+    "Outbox",
+    "Publication",
+    "QueuedPublication",
+    "Schedule",
+    "Store",
+    "Transport",
+    "UnitOfWork",
+]
 
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
-
-
-@dataclass(slots=True)
-class Delivery:
-    """One message taken from a queue, as the service sees it; ``raw`` is the adapter's."""
-
-    body: bytes
-    message_id: str | None
-    kind: str | None
-    headers: Mapping[str, Any]
-    redelivered: bool
-    raw: Any
-
-
-@dataclass(frozen=True, slots=True)
-class InboundRow:
-    sender: str
-    message_id: str
-    kind: Kind
-    digest: str
-    token: bytes
-    status: str  # accepted | rejected
-    code: str | None
-    text: str
-    certificate_number: str | None
-    receipt_entry: str | None  # the JSON of the entry we answered with
-    receipt_id: str | None  # the receipt message that carried that entry
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundRow:
-    message_id: str
-    kind: Kind
-    certificate_number: str | None
-    correlation_id: str | None
-    token: bytes
-    local_key: str | None
-    record_digest: str | None
-    attempts: int
-    next_attempt_at: float | None  # None: never resent (receipts)
-    status: str = "pending"
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundUpdate:
-    """A settled message (delivered / rejected / failed), or one more attempt made."""
-
-    message_id: str
-    status: str
-    code: str | None = None
-    text: str = ""
-    attempts: int | None = None  # with status "pending": the attempt just made
-    next_attempt_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Publication:
-    """Something to publish after commit: to a local queue or to the partner."""
-
-    destination: str  # a local queue name, or PARTNER
-    body: bytes
-    message_id: str
-    kind: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    content_type: str = "application/json"
-    # The delivery that caused it. A bound publication is published in the same broker
-    # transaction as that delivery's ack, and re-issued only if the delivery comes back.
-    bound_to: str | None = None
-
-
-PARTNER = "@partner"
-
-
-@dataclass(slots=True)
-class UnitOfWork:
-    """Everything one batch changes; the store commits it in one transaction."""
-
-    inbound: list[InboundRow] = field(default_factory=list)
-    outbound: list[OutboundRow] = field(default_factory=list)
-    outbound_updates: list[OutboundUpdate] = field(default_factory=list)
-    transitions: list[Transition] = field(default_factory=list)
-    publications: list[Publication] = field(default_factory=list)
-    # Bindings whose unpublished publications must go out again with this batch: their
-    # delivery came back after a crash between our commit and its broker transaction.
-    reissue: list[str] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.inbound
-            or self.outbound
-            or self.outbound_updates
-            or self.transitions
-            or self.publications
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    message_id: str
-    kind: Kind
-    certificate_number: str | None
-    token: bytes
-    attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +82,46 @@ class CertificateReport:
     messages: Sequence[tuple[str, str, str, str, int]]  # direction, kind, id, status, attempts
 
 
+class Store(Protocol):
+    """Facts for a batch, and the batch's effects committed in one transaction."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def facts(self, query: FactsQuery) -> Facts: ...
+    async def commit(self, unit: UnitOfWork) -> list[int]:
+        """Returns the outbox ids of ``unit.publications``, in order; raises
+        ``StoreConflict`` when a transition starts from a state that is no longer so."""
+        ...
+
+
+class Outbox(Protocol):
+    """Committed publications until the broker confirms them."""
+
+    async def mark_published(self, ids: Sequence[int]) -> None: ...
+    async def release(self, ids: Sequence[int]) -> None: ...
+    async def flush_published(self) -> None: ...
+    async def unpublished(self, limit: int) -> list[QueuedPublication]: ...
+    async def bound_unpublished(self, keys: Iterable[str]) -> list[QueuedPublication]: ...
+
+
+class Schedule(Protocol):
+    """Sent messages still waiting for a receipt."""
+
+    async def due(self, now: float, limit: int) -> list[Due]: ...
+    async def next_due_at(self) -> float | None: ...
+
+
+class Audit(Protocol):
+    async def report(self, number: str) -> list[CertificateReport]: ...
+    async def verify_audit_chain(self) -> int: ...
+
+
+class NodeStore(Store, Outbox, Schedule, Audit, Protocol):
+    """One database plays every role; the composition root hands it out by role."""
+
+    async def tokens(self, ids: Iterable[str]) -> dict[str, bytes]: ...
+
+
 class Transport(Protocol):
     async def publish_local(
         self,
@@ -158,37 +137,39 @@ class Transport(Protocol):
     async def publish_partner(self, token: bytes, *, message_id: str, kind: str) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class FactsQuery:
-    """Everything a batch needs to know, fetched in one trip to the store."""
-
-    sender: str = ""
-    message_ids: tuple[str, ...] = ()  # prior copies received from `sender`
-    certificates: tuple[tuple[str, str], ...] = ()  # (role, number)
-    outbound_ids: tuple[str, ...] = ()  # messages we sent, and their certificates
-    local_keys: tuple[str, ...] = ()
+# Decides and commits a batch; returns the local publications (with their outbox ids)
+# that must be published in the same broker transaction as the batch's acks.
+BatchHandler = Callable[[Sequence[Delivery]], Awaitable[list[tuple[int, Publication]]]]
 
 
-@dataclass(slots=True)
-class Facts:
-    priors: dict[str, PriorInbound] = field(default_factory=dict)
-    certificates: dict[tuple[str, str], CertFacts] = field(default_factory=dict)
-    outbound: dict[str, OutboundFacts] = field(default_factory=dict)
-    local_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+class Consumer(Protocol):
+    """Takes deliveries from one queue in batches and settles each exactly once."""
+
+    queue: str
+
+    async def run(self) -> None:
+        """Until ``stop``: take a batch, hand it to the handler, settle it."""
+        ...
+
+    def stop(self) -> None: ...
+
+    async def wait_idle(self) -> None:
+        """Returns when no batch is being handled or settled."""
+        ...
 
 
-class Store(Protocol):
-    async def open(self) -> None: ...
+class Broker(Transport, Protocol):
+    """The broker side the runtime drives: topology, consumers, shutdown."""
+
+    async def declare(self) -> None: ...
+
+    async def consume(
+        self,
+        queue: str,
+        handler: BatchHandler,
+        *,
+        published: Callable[[Sequence[int]], Awaitable[None]],
+    ) -> Consumer: ...
+
+    async def stop_consuming(self) -> None: ...
     async def close(self) -> None: ...
-    async def facts(self, query: FactsQuery) -> Facts: ...
-    async def tokens(self, ids: Iterable[str]) -> dict[str, bytes]: ...
-    async def commit(self, unit: UnitOfWork) -> list[int]: ...
-    async def mark_published(self, ids: Sequence[int]) -> None: ...
-    async def release(self, ids: Sequence[int]) -> None: ...
-    async def flush_published(self) -> None: ...
-    async def unpublished(self, limit: int) -> list[QueuedPublication]: ...
-    async def bound_unpublished(self, keys: Iterable[str]) -> list[QueuedPublication]: ...
-    async def due(self, now: float, limit: int) -> list[Due]: ...
-    async def next_due_at(self) -> float | None: ...
-    async def report(self, number: str) -> list[CertificateReport]: ...
-    async def verify_audit_chain(self) -> int: ...

@@ -19,7 +19,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from eodes_node.adapters.amqp import AmqpTransport, delivery_of, settle_batch
 from eodes_node.config import NodeConfig
 from eodes_node.errors import TransientError
-from eodes_node.ports import Delivery, Publication, Store
+from eodes_node.ports import Delivery, NodeStore, Publication
 from eodes_node.service import NodeService
 
 log = structlog.get_logger("eodes_node.runtime")
@@ -189,7 +189,7 @@ class Node:
     """One node: the service wired to its broker and store, with its lifecycle."""
 
     def __init__(
-        self, config: NodeConfig, service: NodeService, store: Store, transport: AmqpTransport
+        self, config: NodeConfig, service: NodeService, store: NodeStore, transport: AmqpTransport
     ) -> None:
         self.config = config
         self.service = service

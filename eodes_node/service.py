@@ -63,10 +63,10 @@ from eodes_node.ports import (
     Facts,
     FactsQuery,
     InboundRow,
+    NodeStore,
     OutboundRow,
     OutboundUpdate,
     Publication,
-    Store,
     Transport,
     UnitOfWork,
 )
@@ -114,7 +114,7 @@ class NodeService:
     def __init__(
         self,
         identity: NodeIdentity,
-        store: Store,
+        store: NodeStore,
         transport: Transport,
         clock: Clock,
         *,

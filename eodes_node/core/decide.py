@@ -58,6 +58,8 @@ class PriorInbound:
     digest: str
     receipt_entry: ReceiptEntry | None
     receipt_id: str | None = None
+    # The signed receipt that answered it: a duplicate is answered with the same bytes.
+    receipt_token: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
