@@ -172,13 +172,15 @@ def decide_inbound(
 
 
 def _received(number: str, cert: CertFacts | None, message_id: str) -> Transition:
-    """The first copy of a certificate creates it; any later one conflicts."""
-    if cert is not None:
+    """The first copy of a certificate creates it; the table has no move for a second."""
+    try:
+        return _move(cert, Role.IMPORTER, number, Event.RECEIVED, message_id)
+    except IllegalTransition:
+        assert cert is not None  # a new certificate can always be received
         raise InvalidMessage(
             RejectionCode.STATE_CONFLICT,
             f"certificate {number} was already received in message {cert.coo_message_id}",
-        )
-    return _move(None, Role.IMPORTER, number, Event.RECEIVED, message_id)
+        ) from None
 
 
 def _known(cert: CertFacts | None, role: Role, unknown: str) -> CertFacts:
@@ -296,7 +298,10 @@ def decide_local_certificate(
         except IllegalTransition as exc:
             raise _state_problem(exc, number) from None
     number = message.certificate.number
-    if existing is not None:
+    try:
+        moves = [_move(existing, Role.EXPORTER, number, Event.SUBMITTED, mid)]
+    except IllegalTransition:
+        assert existing is not None  # a new certificate can always be submitted
         raise InvalidRecord(
             [
                 Problem(
@@ -306,8 +311,7 @@ def decide_local_certificate(
                     f"(message {existing.coo_message_id}); a correction travels as coo-replacement",
                 )
             ]
-        )
-    moves = [_move(None, Role.EXPORTER, number, Event.SUBMITTED, mid)]
+        ) from None
     ref = message.certificate.back_reference
     if isinstance(message, CooReplacement) and ref is not None and referenced is not None:
         try:
@@ -328,22 +332,22 @@ def decide_local_feedback(
         Role.IMPORTER,
         f"no certificate {number} was received from the partner; feedback needs one",
     )
-    if existing.state in (State.CANCELLED, State.REPLACED):
-        raise InvalidRecord(
-            [
-                Problem(
-                    "certificate_number",
-                    "certificate_withdrawn",
-                    f"certificate {number} was {existing.state.value}; "
-                    "it cannot be used for preference",
-                )
-            ]
-        )
     try:
         return _move(
             existing, Role.IMPORTER, number, DECISION_EVENT[body.decision.value], message_id
         )
     except IllegalTransition as exc:
+        if existing.state in (State.CANCELLED, State.REPLACED):
+            raise InvalidRecord(
+                [
+                    Problem(
+                        "certificate_number",
+                        "certificate_withdrawn",
+                        f"certificate {number} was {existing.state.value}; "
+                        "it cannot be used for preference",
+                    )
+                ]
+            ) from None
         raise _state_problem(exc, number) from None
 
 

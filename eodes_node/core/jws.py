@@ -271,6 +271,16 @@ def _reject(code: RejectionCode, reason: str) -> VerificationError:
 
 
 def parse_header(part: bytes) -> dict[str, Any]:
+    header = _header_object(part)
+    _refuse_extra_members(header)
+    for name in ("alg", "kid", "typ"):
+        if not isinstance(header.get(name), str):
+            raise _reject(RejectionCode.MALFORMED, f"protected header needs a string {name!r}")
+    return header
+
+
+def _header_object(part: bytes) -> dict[str, Any]:
+    """The protected header as a JSON object: size first, then base64url, then JSON."""
     if len(part) > MAX_HEADER_BYTES:
         raise _reject(RejectionCode.TOO_LARGE, "protected header is too large")
     raw = b64url_decode_strict(part, "protected header")
@@ -282,6 +292,11 @@ def parse_header(part: bytes) -> dict[str, Any]:
         raise _reject(RejectionCode.MALFORMED, "protected header is not JSON") from None
     if not isinstance(header, dict):
         raise _reject(RejectionCode.MALFORMED, "protected header is not a JSON object")
+    return header
+
+
+def _refuse_extra_members(header: dict[str, Any]) -> None:
+    """Refuse any member beyond alg/kid/typ, naming the most dangerous kind first."""
     extra = set(header) - ALLOWED_HEADER
     if extra & _KEY_BEARING:
         raise _reject(
@@ -297,10 +312,6 @@ def parse_header(part: bytes) -> dict[str, Any]:
             RejectionCode.HEADER_NOT_ALLOWED,
             f"unknown header parameter(s): {', '.join(sorted(extra))}",
         )
-    for name in ("alg", "kid", "typ"):
-        if not isinstance(header.get(name), str):
-            raise _reject(RejectionCode.MALFORMED, f"protected header needs a string {name!r}")
-    return header
 
 
 def verify_compact(
@@ -311,15 +322,42 @@ def verify_compact(
     now: int | None = None,
     max_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
 ) -> Verified:
-    """Check a compact JWS against pinned keys; the payload must be canonical JSON."""
+    """Check a compact JWS against pinned keys; the payload must be canonical JSON.
+
+    The order of the checks is part of the protocol (it decides which rejection code a
+    partner gets): size, shape, header, algorithm and key, typ, signature, key validity
+    window, payload encoding, canonical form.
+    """
+    header_part, payload_part, signature_part = _compact_parts(token, max_bytes)
+    header = parse_header(header_part)
+    key = _pinned_key(header, keys)
+    typ = header["typ"]
+    if typs is not None and typ not in typs:
+        raise _reject(RejectionCode.TYPE_MISMATCH, f"typ {typ!r} is not expected here")
+    signature = b64url_decode_strict(signature_part, "signature")
+    if not key.verify(signature, header_part + b"." + payload_part):
+        raise _reject(RejectionCode.BAD_SIGNATURE, "signature does not verify")
+    if now is not None:
+        _check_validity_window(key, now)
+    payload = b64url_decode_strict(payload_part, "payload")
+    problem = canonical_problem(payload)
+    if problem is not None:
+        raise _reject(RejectionCode.NOT_CANONICAL, problem)
+    return Verified(typ=typ, kid=key.kid, payload=payload)
+
+
+def _compact_parts(token: bytes, max_bytes: int) -> list[bytes]:
+    """The three dot-separated parts, after the size cap (checked before any decoding)."""
     if len(token) > max_bytes:
         raise _reject(RejectionCode.TOO_LARGE, f"message exceeds {max_bytes} bytes")
-    token = token.strip()
-    parts = token.split(b".")
+    parts = token.strip().split(b".")
     if len(parts) != 3:
         raise _reject(RejectionCode.MALFORMED, "not a JWS compact serialization (3 parts)")
-    header_part, payload_part, signature_part = parts
-    header = parse_header(header_part)
+    return parts
+
+
+def _pinned_key(header: Mapping[str, Any], keys: KeySet) -> PublicKey:
+    """The pinned key ``kid`` selects; the header's alg must be the one pinned to it."""
     alg = header["alg"]
     if alg not in ALGORITHMS:
         raise _reject(
@@ -334,22 +372,14 @@ def verify_compact(
             RejectionCode.ALGORITHM_NOT_ALLOWED,
             f"key {key.kid} is pinned to {key.alg}, the header says {alg}",
         )
-    typ = header["typ"]
-    if typs is not None and typ not in typs:
-        raise _reject(RejectionCode.TYPE_MISMATCH, f"typ {typ!r} is not expected here")
-    signature = b64url_decode_strict(signature_part, "signature")
-    if not key.verify(signature, header_part + b"." + payload_part):
-        raise _reject(RejectionCode.BAD_SIGNATURE, "signature does not verify")
-    if now is not None:
-        if key.not_before is not None and now < key.not_before:
-            raise _reject(RejectionCode.KEY_NOT_VALID, f"key {key.kid} is not valid yet")
-        if key.expires is not None and now >= key.expires:
-            raise _reject(RejectionCode.KEY_NOT_VALID, f"key {key.kid} has expired or was revoked")
-    payload = b64url_decode_strict(payload_part, "payload")
-    problem = canonical_problem(payload)
-    if problem is not None:
-        raise _reject(RejectionCode.NOT_CANONICAL, problem)
-    return Verified(typ=typ, kid=key.kid, payload=payload)
+    return key
+
+
+def _check_validity_window(key: PublicKey, now: int) -> None:
+    if key.not_before is not None and now < key.not_before:
+        raise _reject(RejectionCode.KEY_NOT_VALID, f"key {key.kid} is not valid yet")
+    if key.expires is not None and now >= key.expires:
+        raise _reject(RejectionCode.KEY_NOT_VALID, f"key {key.kid} has expired or was revoked")
 
 
 def digest(token: bytes) -> str:

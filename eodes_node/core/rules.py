@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from eodes_node.core.agreements import AGREEMENTS, Agreement
 from eodes_node.core.codes import MASS_UNITS
-from eodes_node.core.models import Certificate
+from eodes_node.core.models import Certificate, Item
 from eodes_node.errors import Problem
 
 Rule = Callable[[Certificate, Agreement], Iterator[Problem]]
@@ -97,69 +97,82 @@ def _items(cert: Certificate, ag: Agreement) -> Iterator[Problem]:
             f"{len(cert.items)} items; {ag.code} allows at most {ag.max_items} per certificate",
         )
     for index, item in enumerate(cert.items):
-        at = f"items[{index}]"
-        if item.item_number != index + 1:
+        yield from _item(cert, ag, index, item)
+
+
+def _item(cert: Certificate, ag: Agreement, index: int, item: Item) -> Iterator[Problem]:
+    """The problems of one item, in the order a reader meets its fields."""
+    at = f"items[{index}]"
+    if item.item_number != index + 1:
+        yield Problem(
+            f"{at}.item_number",
+            "item_numbering",
+            f"items must be numbered 1, 2, 3... in order; expected {index + 1}, "
+            f"got {item.item_number}",
+        )
+    code, *qualifiers = item.origin_criterion.split(" ")
+    yield from _criterion(ag, at, code, qualifiers)
+    yield from _value_content(ag, at, code, item)
+    if item.gross_weight is not None and item.gross_weight.unit not in MASS_UNITS:
+        yield Problem(
+            f"{at}.gross_weight.unit",
+            "weight_unit",
+            f"gross weight needs a mass unit ({', '.join(sorted(MASS_UNITS))}), "
+            f"got {item.gross_weight.unit}",
+        )
+    if item.invoice.date > cert.header.issue_date:
+        yield Problem(
+            f"{at}.invoice.date",
+            "invoice_after_issue",
+            f"invoice date {item.invoice.date} is after the issue date {cert.header.issue_date}",
+        )
+
+
+def _criterion(ag: Agreement, at: str, code: str, qualifiers: list[str]) -> Iterator[Problem]:
+    if code not in ag.criteria:
+        yield Problem(
+            f"{at}.origin_criterion",
+            "criterion_unknown",
+            f"{code!r} is not an origin criterion of {ag.code}; allowed: "
+            + ", ".join(sorted(ag.criteria)),
+        )
+    bad = [q for q in qualifiers if q not in ag.qualifiers]
+    if bad:
+        allowed = ", ".join(sorted(ag.qualifiers)) or "none"
+        yield Problem(
+            f"{at}.origin_criterion",
+            "criterion_qualifier",
+            f"qualifier {' '.join(bad)} is not allowed under {ag.code} (allowed: {allowed})",
+        )
+    elif len(qualifiers) > ag.max_qualifiers:
+        yield Problem(
+            f"{at}.origin_criterion",
+            "criterion_qualifier",
+            f"at most {ag.max_qualifiers} qualifiers under {ag.code}",
+        )
+
+
+def _value_content(ag: Agreement, at: str, code: str, item: Item) -> Iterator[Problem]:
+    """A value content criterion needs the FOB value and the percentage; others omit it."""
+    if code in ag.value_content_criteria:
+        if item.fob_value is None:
             yield Problem(
-                f"{at}.item_number",
-                "item_numbering",
-                f"items must be numbered 1, 2, 3... in order; expected {index + 1}, "
-                f"got {item.item_number}",
+                f"{at}.fob_value",
+                "fob_required",
+                f"criterion {code} requires the FOB value and its currency",
             )
-        code, *qualifiers = item.origin_criterion.split(" ")
-        if code not in ag.criteria:
-            yield Problem(
-                f"{at}.origin_criterion",
-                "criterion_unknown",
-                f"{code!r} is not an origin criterion of {ag.code}; allowed: "
-                + ", ".join(sorted(ag.criteria)),
-            )
-        bad = [q for q in qualifiers if q not in ag.qualifiers]
-        if bad:
-            allowed = ", ".join(sorted(ag.qualifiers)) or "none"
-            yield Problem(
-                f"{at}.origin_criterion",
-                "criterion_qualifier",
-                f"qualifier {' '.join(bad)} is not allowed under {ag.code} (allowed: {allowed})",
-            )
-        elif len(qualifiers) > ag.max_qualifiers:
-            yield Problem(
-                f"{at}.origin_criterion",
-                "criterion_qualifier",
-                f"at most {ag.max_qualifiers} qualifiers under {ag.code}",
-            )
-        if code in ag.value_content_criteria:
-            if item.fob_value is None:
-                yield Problem(
-                    f"{at}.fob_value",
-                    "fob_required",
-                    f"criterion {code} requires the FOB value and its currency",
-                )
-            if item.rvc_percent is None:
-                yield Problem(
-                    f"{at}.rvc_percent",
-                    "rvc_required",
-                    f"criterion {code} requires the value content percentage (rounded down)",
-                )
-        elif item.rvc_percent is not None:
+        if item.rvc_percent is None:
             yield Problem(
                 f"{at}.rvc_percent",
-                "rvc_unexpected",
-                f"criterion {code} is not a value content criterion; omit rvc_percent",
+                "rvc_required",
+                f"criterion {code} requires the value content percentage (rounded down)",
             )
-        if item.gross_weight is not None and item.gross_weight.unit not in MASS_UNITS:
-            yield Problem(
-                f"{at}.gross_weight.unit",
-                "weight_unit",
-                f"gross weight needs a mass unit ({', '.join(sorted(MASS_UNITS))}), "
-                f"got {item.gross_weight.unit}",
-            )
-        if item.invoice.date > cert.header.issue_date:
-            yield Problem(
-                f"{at}.invoice.date",
-                "invoice_after_issue",
-                f"invoice date {item.invoice.date} is after the issue date "
-                f"{cert.header.issue_date}",
-            )
+    elif item.rvc_percent is not None:
+        yield Problem(
+            f"{at}.rvc_percent",
+            "rvc_unexpected",
+            f"criterion {code} is not a value content criterion; omit rvc_percent",
+        )
 
 
 def _declarations(cert: Certificate, ag: Agreement) -> Iterator[Problem]:

@@ -1,0 +1,97 @@
+"""Pieces shared by the planners of the two local doors (records and feedback)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from eodes_node.core.decide import Transition
+from eodes_node.core.envelope import seal
+from eodes_node.core.jws import digest, sign_compact
+from eodes_node.core.messages import Kind, MessageBase
+from eodes_node.core.plan.common import (
+    DeadLetter,
+    Door,
+    Identity,
+    Plan,
+    RetryPolicy,
+    ToPartner,
+    claimed_id,
+    item,
+)
+from eodes_node.core.work import Delivery, OutboundRow
+from eodes_node.errors import InvalidRecord, Problem
+
+
+def parse_body(delivery: Delivery, max_bytes: int) -> Any:
+    """The record's JSON, refused before parsing when it is larger than allowed."""
+    if len(delivery.body) > max_bytes:
+        raise InvalidRecord([Problem("", "too_large", f"record exceeds {max_bytes} bytes")])
+    try:
+        return orjson.loads(delivery.body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRecord([Problem("", "json_invalid", f"not valid JSON: {exc}")]) from None
+
+
+def refuse(
+    plan: Plan,
+    door: Door,
+    delivery: Delivery,
+    kind: str,
+    problems: Sequence[Problem],
+    number: str | None = None,
+) -> None:
+    """Dead-letter a local record with its reasons and tell the local systems why."""
+    text = "; ".join(str(p) for p in problems)
+    plan.note(
+        "warning", "local_record_rejected", delivery.message_id, number, kind=kind, problems=text
+    )
+    # A refused record leaves no state behind: if it comes back after a crash it is
+    # simply refused again, so its binding only has to keep it out of the relay.
+    binding = f"record:{digest(delivery.body)}"
+    plan.effects.append(
+        DeadLetter(
+            door, delivery.body, claimed_id(delivery), delivery.kind or "unknown", text, binding
+        )
+    )
+    entry = item(delivery.message_id or "", kind, number, text=text, problems=problems)
+    plan.notice("record_rejected", [entry], bound_to=binding)
+
+
+def send(
+    plan: Plan,
+    identity: Identity,
+    message: MessageBase,
+    kind: Kind,
+    *,
+    number: str,
+    local_key: str,
+    record_digest: str,
+    moves: Iterable[Transition],
+    now: datetime,
+    retry: RetryPolicy,
+    payload: bytes | None = None,
+) -> None:
+    """Sign a message for the partner, remember it for resends, and send it after commit."""
+    if payload is None:
+        token = seal(message, identity.key)
+    else:
+        token = sign_compact(payload, kind.typ, identity.key)
+    plan.outbound.append(
+        OutboundRow(
+            message.message_id,
+            kind,
+            number,
+            message.correlation_id,
+            token,
+            local_key,
+            record_digest,
+            attempts=1,
+            next_attempt_at=now.timestamp() + retry.first_after_s,
+        )
+    )
+    plan.transitions.extend(moves)
+    plan.effects.append(ToPartner(token, message.message_id, kind.value))
