@@ -28,11 +28,11 @@ import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from eodes_node.cli import write_private_key
 from eodes_node.core.envelope import seal
 from eodes_node.core.jws import KeySet, PrivateKey
 from eodes_node.core.messages import CooIssued, new_message_id
 from eodes_node.core.records import as_json_dict
+from eodes_node.keyfiles import write_private_key
 from eodes_node.samples import SampleFactory
 from eodes_node.testing import NodeProcess
 from eodes_node.topology import Topology

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import stat
-from datetime import UTC, datetime
 
-from eodes_node.adapters.amqp import AmqpTransport
-from eodes_node.adapters.store_sql import SqlStore
+from eodes_node.adapters.amqp import AmqpBroker
+from eodes_node.adapters.clock import SystemClock
+from eodes_node.adapters.sql import SqlStore
 from eodes_node.config import NodeConfig
 from eodes_node.core.jws import KeySet, PrivateKey
 from eodes_node.errors import ConfigError
+from eodes_node.ports import Broker, Clock, NodeStore
 from eodes_node.runtime import Node
 from eodes_node.service import NodeIdentity, NodeService
 from eodes_node.topology import Topology
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 def load_identity(config: NodeConfig) -> NodeIdentity:
@@ -43,20 +39,35 @@ def load_identity(config: NodeConfig) -> NodeIdentity:
     )
 
 
-def build_node(config: NodeConfig) -> Node:
+def build_node(
+    config: NodeConfig,
+    *,
+    store: NodeStore | None = None,
+    broker: Broker | None = None,
+    clock: Clock | None = None,
+) -> Node:
+    """Wire a node; each adapter left out is the real one, so tests can hand in fakes."""
     identity = load_identity(config)
-    store = SqlStore(config.store.url)
-    broker = config.broker
-    transport = AmqpTransport(
+    if clock is None:
+        clock = SystemClock()
+    if store is None:
+        store = SqlStore(config.store.url, clock=clock)
+    if broker is None:
+        broker = _amqp_broker(config, identity)
+    service = NodeService(identity, store, broker, clock, retry=config.retry, limits=config.limits)
+    return Node(config, service, store=store, broker=broker, clock=clock)
+
+
+def _amqp_broker(config: NodeConfig, identity: NodeIdentity) -> AmqpBroker:
+    settings = config.broker
+    return AmqpBroker(
         identity.topology,
-        local_url=broker.local_url,
-        partner_url=broker.partner_url,
-        prefetch=broker.prefetch,
-        timeout_s=broker.io_timeout_s,
-        reconnect_s=broker.reconnect_interval_s,
+        local_url=settings.local_url,
+        partner_url=settings.partner_url,
+        prefetch=settings.prefetch,
+        batch_max=settings.batch_max,
+        batch_wait_s=settings.batch_wait_ms / 1000,
+        timeout_s=settings.io_timeout_s,
+        reconnect_s=settings.reconnect_interval_s,
         node_name=f"eodes-node {identity.own}->{identity.partner}",
     )
-    service = NodeService(
-        identity, store, transport, SystemClock(), retry=config.retry, limits=config.limits
-    )
-    return Node(config, service, store, transport)

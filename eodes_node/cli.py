@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from eodes_node.core.jws import ALGORITHMS, Algorithm, KeySet, PrivateKey
 from eodes_node.core.messages import Kind, issued_now
 from eodes_node.core.records import as_json_dict, compose, parse_certificate
 from eodes_node.errors import ConfigError, InvalidRecord, PeerError
+from eodes_node.keyfiles import write_private_key
 
 KIND_NAMES = [kind.value for kind in Kind]
 
@@ -35,13 +35,6 @@ def _read(source: str) -> bytes:
 def _fail(message: str) -> None:
     click.echo(message, err=True)
     sys.exit(1)
-
-
-def write_private_key(path: Path, pem: bytes) -> None:
-    """Create the key file 0600 from the start: never a moment where others could read it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -297,12 +290,13 @@ def status(config_path: Path, certificate_number: str) -> None:
     """Print a certificate's state, its history and the messages about it."""
     import asyncio
 
-    from eodes_node.adapters.store_sql import SqlStore
+    from eodes_node.adapters.clock import SystemClock
+    from eodes_node.adapters.sql import SqlStore
 
     config = _config(config_path)
 
     async def fetch() -> Any:
-        store = SqlStore(config.store.url)
+        store = SqlStore(config.store.url, clock=SystemClock())
         await store.open()
         try:
             return await store.report(certificate_number)

@@ -36,7 +36,6 @@ class BrokerSection(Section):
     # Deliveries handled together: one store commit and one receipt for the batch.
     batch_max: Annotated[int, Field(ge=1, le=1000)] = 64
     batch_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 0.0
-    connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     io_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     reconnect_interval_s: Annotated[float, Field(gt=0)] = 1.0
 

@@ -15,19 +15,21 @@ import random
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 import orjson
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
-from eodes_node.adapters.store_sql import SqlStore
-from eodes_node.cli import write_private_key
+from eodes_node.adapters.clock import SystemClock
+from eodes_node.adapters.sql import SqlStore
 from eodes_node.config import load_config
 from eodes_node.core.jws import KeySet, PrivateKey
 from eodes_node.core.records import as_json_dict
+from eodes_node.keyfiles import write_private_key
 from eodes_node.samples import SampleFactory
 from eodes_node.testing import NodeProcess
 from eodes_node.topology import Topology
@@ -121,7 +123,8 @@ def decide(index: int, record: dict[str, Any], partial_at: int) -> dict[str, Any
     }
 
 
-async def run_demo(count: int) -> int:
+def clean_run_dir() -> None:
+    """Remove what a previous demo left: keys, node databases and logs."""
     RUN.mkdir(exist_ok=True)
     for child in ("keys", "kr", "cn"):
         path = RUN / child
@@ -129,6 +132,134 @@ async def run_demo(count: int) -> int:
             for file in sorted(path.rglob("*"), reverse=True):
                 file.unlink() if file.is_file() else file.rmdir()
             path.rmdir()
+
+
+@dataclass
+class LocalSystems:
+    """The simulated KR issuing system and CN clearance system, as queue consumers."""
+
+    tally: Tally
+    topo: dict[str, Topology]
+    records: list[dict[str, Any]]
+    # The CN clearance system publishes its decisions here (with publisher confirms).
+    feedback_channel: AbstractChannel
+    partial_at: int = field(init=False)
+    index_of: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.partial_at = next((i for i, r in enumerate(self.records) if len(r["items"]) > 1), 0)
+        self.index_of = {r["header"]["certificate_number"]: i for i, r in enumerate(self.records)}
+
+    async def on_clearance(self, message: AbstractIncomingMessage) -> None:
+        body = orjson.loads(message.body)
+        number = body["certificate"]["header"]["certificate_number"]
+        self.tally.cleared[number] += 1
+        await message.ack()
+        if self.tally.cleared[number] == 1 and number in self.index_of:
+            record = decide(self.index_of[number], body["certificate"], self.partial_at)
+            await self.feedback_channel.default_exchange.publish(
+                aio_pika.Message(
+                    orjson.dumps(record),
+                    type="feedback",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=self.topo["CN"].outbound_feedback,
+            )
+        self.tally.changed.set()
+
+    async def on_issuing(self, message: AbstractIncomingMessage) -> None:
+        body = orjson.loads(message.body)
+        self.tally.decisions[body["feedback"]["certificate_number"]].append(body["feedback"])
+        await message.ack()
+        self.tally.changed.set()
+
+    async def on_event(self, message: AbstractIncomingMessage) -> None:
+        body = orjson.loads(message.body)
+        for item in body["items"]:
+            self.on_item(body["event"], item)
+        await message.ack()
+        self.tally.changed.set()
+
+    def on_item(self, event: str, item: dict[str, Any]) -> None:
+        number = str(item.get("certificate_number"))
+        if event == "delivered" and item["kind"] == "coo":
+            self.tally.receipts[number] += 1
+        elif event in ("failed", "rejected", "record_rejected"):
+            self.tally.failed.add(number)
+            say(f"demo: {event}: {number}: {item.get('text', '')}")
+
+
+async def attach_local_systems(
+    local: Mapping[str, AbstractRobustConnection],
+    topo: dict[str, Topology],
+    tally: Tally,
+    records: list[dict[str, Any]],
+) -> None:
+    """Consume what the nodes hand to clearance (CN), to issuing and as events (KR)."""
+    kr_channel = await local["KR"].channel()
+    cn_channel = await local["CN"].channel(publisher_confirms=True)
+    systems = LocalSystems(tally, topo, records, cn_channel)
+    clearance_channel = await local["CN"].channel()
+    for channel, queue, handler in (
+        (clearance_channel, topo["CN"].clearance, systems.on_clearance),
+        (kr_channel, topo["KR"].issuing, systems.on_issuing),
+        (kr_channel, topo["KR"].events, systems.on_event),
+    ):
+        declared = await channel.declare_queue(queue, durable=True)
+        await declared.consume(handler)
+
+
+async def submit_records(
+    connection: AbstractRobustConnection,
+    topology: Topology,
+    tally: Tally,
+    records: list[dict[str, Any]],
+) -> None:
+    """The KR issuing system submits every record to its node."""
+    submit = await connection.channel(publisher_confirms=True)
+    say(f"demo: KR issuing system submits {len(records)} e-COs (KCFTA)")
+    for record in records:
+        number = record["header"]["certificate_number"]
+        tally.submitted[number] = record
+        await submit.default_exchange.publish(
+            aio_pika.Message(
+                orjson.dumps(record), type="coo", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+            ),
+            routing_key=topology.outbound_records,
+        )
+
+
+async def await_outcomes(tally: Tally, count: int) -> None:
+    """Wait until every certificate has its receipt and decision, or the deadline passes,
+    reporting progress about once a second."""
+    deadline = time.monotonic() + 60 + count * 0.2
+    last = 0.0
+    while not tally.complete() and time.monotonic() < deadline:
+        tally.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tally.changed.wait(), 1.0)
+        if time.monotonic() - last >= 1.0 or tally.complete():
+            last = time.monotonic()
+            say(
+                f"demo: progress: {len(tally.cleared)}/{count} at CN clearance, "
+                f"{len(tally.receipts)}/{count} receipts at KR, "
+                f"{len(tally.decisions)}/{count} decisions at KR"
+            )
+
+
+async def shut_down(
+    nodes: Mapping[str, NodeProcess], local: Mapping[str, AbstractRobustConnection]
+) -> None:
+    for node in nodes.values():
+        if node.process is not None and node.process.returncode is None:
+            await node.terminate()
+    for connection in local.values():
+        with contextlib.suppress(Exception):
+            await connection.close()
+
+
+async def run_demo(count: int) -> int:
+    clean_run_dir()
     env = prepare_keys()
     configs = {c: load_config(CONFIGS[c], {**os.environ, **env[c]}) for c in ("KR", "CN")}
     topo = {
@@ -146,98 +277,20 @@ async def run_demo(count: int) -> int:
     nodes = {c: NodeProcess(CONFIGS[c], RUN / f"{c.lower()}.log", env[c]) for c in ("CN", "KR")}
     tally = Tally()
     records = [as_json_dict(cert) for cert in SampleFactory("KCFTA").certificates(count)]
-    partial_at = next((i for i, r in enumerate(records) if len(r["items"]) > 1), 0)
-    index_of = {r["header"]["certificate_number"]: i for i, r in enumerate(records)}
     try:
         for node in nodes.values():
             await node.start()
         say(f"demo: KR and CN nodes running (logs in {RUN.relative_to(ROOT)}/kr.1.log, cn.1.log)")
-        kr_channel = await local["KR"].channel()
-        cn_channel = await local["CN"].channel(publisher_confirms=True)
-
-        async def on_clearance(message: AbstractIncomingMessage) -> None:
-            body = orjson.loads(message.body)
-            number = body["certificate"]["header"]["certificate_number"]
-            tally.cleared[number] += 1
-            await message.ack()
-            if tally.cleared[number] == 1 and number in index_of:
-                record = decide(index_of[number], body["certificate"], partial_at)
-                await cn_channel.default_exchange.publish(
-                    aio_pika.Message(
-                        orjson.dumps(record),
-                        type="feedback",
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    ),
-                    routing_key=topo["CN"].outbound_feedback,
-                )
-            tally.changed.set()
-
-        async def on_issuing(message: AbstractIncomingMessage) -> None:
-            body = orjson.loads(message.body)
-            tally.decisions[body["feedback"]["certificate_number"]].append(body["feedback"])
-            await message.ack()
-            tally.changed.set()
-
-        async def on_event(message: AbstractIncomingMessage) -> None:
-            body = orjson.loads(message.body)
-            for item in body["items"]:
-                on_item(body["event"], item)
-            await message.ack()
-            tally.changed.set()
-
-        def on_item(event: str, item: dict[str, Any]) -> None:
-            number = str(item.get("certificate_number"))
-            if event == "delivered" and item["kind"] == "coo":
-                tally.receipts[number] += 1
-            elif event in ("failed", "rejected", "record_rejected"):
-                tally.failed.add(number)
-                say(f"demo: {event}: {number}: {item.get('text', '')}")
-
-        clearance_channel = await local["CN"].channel()
-        for channel, queue, handler in (
-            (clearance_channel, topo["CN"].clearance, on_clearance),
-            (kr_channel, topo["KR"].issuing, on_issuing),
-            (kr_channel, topo["KR"].events, on_event),
-        ):
-            declared = await channel.declare_queue(queue, durable=True)
-            await declared.consume(handler)
-
-        submit = await local["KR"].channel(publisher_confirms=True)
-        say(f"demo: KR issuing system submits {count} e-COs (KCFTA)")
-        for record in records:
-            number = record["header"]["certificate_number"]
-            tally.submitted[number] = record
-            await submit.default_exchange.publish(
-                aio_pika.Message(
-                    orjson.dumps(record), type="coo", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
-                ),
-                routing_key=topo["KR"].outbound_records,
-            )
-        deadline = time.monotonic() + 60 + count * 0.2
-        last = 0.0
-        while not tally.complete() and time.monotonic() < deadline:
-            tally.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(tally.changed.wait(), 1.0)
-            if time.monotonic() - last >= 1.0 or tally.complete():
-                last = time.monotonic()
-                say(
-                    f"demo: progress: {len(tally.cleared)}/{count} at CN clearance, "
-                    f"{len(tally.receipts)}/{count} receipts at KR, "
-                    f"{len(tally.decisions)}/{count} decisions at KR"
-                )
+        await attach_local_systems(local, topo, tally, records)
+        await submit_records(local["KR"], topo["KR"], tally, records)
+        await await_outcomes(tally, count)
     finally:
-        for node in nodes.values():
-            if node.process is not None and node.process.returncode is None:
-                await node.terminate()
-        for connection in local.values():
-            with contextlib.suppress(Exception):
-                await connection.close()
+        await shut_down(nodes, local)
     return await report(tally, count)
 
 
 async def report(tally: Tally, count: int) -> int:
-    store = SqlStore(f"sqlite:///{RUN / 'kr' / 'node.db'}")
+    store = SqlStore(f"sqlite:///{RUN / 'kr' / 'node.db'}", clock=SystemClock())
     await store.open()
     try:
         states = {

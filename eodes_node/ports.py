@@ -119,8 +119,6 @@ class Audit(Protocol):
 class NodeStore(Store, Outbox, Schedule, Audit, Protocol):
     """One database plays every role; the composition root hands it out by role."""
 
-    async def tokens(self, ids: Iterable[str]) -> dict[str, bytes]: ...
-
 
 class Transport(Protocol):
     async def publish_local(

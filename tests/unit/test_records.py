@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from copy import deepcopy
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -11,10 +12,13 @@ import pytest
 
 from eodes_node.core.agreements import AGREEMENTS
 from eodes_node.core.canonical import canonical_json
-from eodes_node.core.records import as_json_dict, parse_certificate
+from eodes_node.core.messages import Feedback, Kind, new_message_id
+from eodes_node.core.records import Composed, as_json_dict, compose, parse_certificate
 from eodes_node.errors import InvalidRecord, Problem
 from eodes_node.samples import SampleFactory
 from tests.conftest import ISSUE_DAY
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("agreement", sorted(AGREEMENTS))
@@ -226,3 +230,89 @@ def test_not_json_is_reported_plainly() -> None:
     with pytest.raises(InvalidRecord) as caught:
         parse_certificate(b"{not json")
     assert "not valid JSON" in str(caught.value)
+
+
+def test_union_member_names_stay_out_of_problem_paths(factory: SampleFactory) -> None:
+    """The producer is a party or a notice; problems name ``producer.name``, not the
+    model behind it."""
+    record = _record(factory)
+    record["producer"] = {"name": "", "address": "Seoul", "country": "KR"}
+    found = {(p.path, p.rule) for p in _problems(record)}
+    assert ("producer.name", "string_too_short") in found
+    assert ("producer", "literal_error") in found
+    assert not any("Party" in path or "literal" in path for path, _ in found)
+
+
+def test_too_many_qualifiers_for_the_agreement() -> None:
+    record = as_json_dict(SampleFactory("RCEP", seed=3, issue_date=ISSUE_DAY).certificate())
+    record["items"][0]["origin_criterion"] = "CTC ACU DMI ACU"
+    found = [p for p in _problems(record) if p.path == "items[0].origin_criterion"]
+    assert [(p.rule, p.message) for p in found] == [
+        ("criterion_qualifier", "at most 2 qualifiers under RCEP")
+    ]
+
+
+def test_certificate_cannot_refer_back_to_itself(factory: SampleFactory) -> None:
+    record = _record(factory)
+    record["back_reference"] = {
+        "kind": "certified_true_copy",
+        "certificate_number": record["header"]["certificate_number"],
+        "issue_date": record["header"]["issue_date"],
+        "reason": "copy for the importer",
+    }
+    assert [str(p) for p in _problems(record)] == [
+        "back_reference.certificate_number: a certificate cannot refer back to itself "
+        "[self_reference]"
+    ]
+
+
+def _compose(kind: Kind, body: Any, **kw: Any) -> Composed:
+    return compose(kind, body, sender="KR", receiver="CN", issued_at=NOW, **kw)
+
+
+def test_compose_reports_problems_where_the_record_has_them(factory: SampleFactory) -> None:
+    record = _record(factory)
+    del record["header"]["certificate_number"]
+    record["items"][0]["hs_code"] = "12"
+    with pytest.raises(InvalidRecord) as caught:
+        _compose(Kind.COO, record)
+    found = {(p.path, p.rule) for p in caught.value.problems}
+    assert {("header.certificate_number", "missing"), ("items[0].hs_code", "hs_code")} <= found
+    assert not any(path.startswith("certificate") for path, _ in found)
+    with pytest.raises(InvalidRecord) as caught:
+        _compose(Kind.COO, ["not", "an", "object"])
+    assert [str(p) for p in caught.value.problems] == [
+        "(record): expected a JSON object [model_type]"
+    ]
+
+
+def test_compose_keeps_envelope_problems_on_the_envelope(factory: SampleFactory) -> None:
+    with pytest.raises(InvalidRecord) as caught:
+        compose(Kind.COO, _record(factory), sender="KR", receiver="KR", issued_at=NOW)
+    assert [(p.path, p.rule) for p in caught.value.problems] == [("", "value_error")]
+    assert "sender and receiver must be different countries" in str(caught.value)
+
+
+def test_compose_refuses_values_json_cannot_carry() -> None:
+    with pytest.raises(InvalidRecord) as caught:
+        _compose(Kind.FEEDBACK, {"certificate_number": {"a", "set"}})
+    (problem,) = caught.value.problems
+    assert (problem.path, problem.rule) == ("", "json_invalid")
+    assert problem.message.startswith("not representable")
+
+
+def test_compose_signs_the_bytes_it_validated() -> None:
+    body = {
+        "certificate_number": "KR2026KCFTA0000001",
+        "decision": "granted",
+        "import_declaration": {"reference": "CN-IMP-1", "date": "2026-03-03"},
+        "items": [{"item_number": 1, "granted": True}],
+    }
+    coo_id = new_message_id()
+    message_id = new_message_id()
+    composed = _compose(Kind.FEEDBACK, body, message_id=message_id, correlation_id=coo_id)
+    assert isinstance(composed.message, Feedback)
+    assert (composed.message.message_id, composed.message.correlation_id) == (message_id, coo_id)
+    assert composed.payload == canonical_json(orjson.loads(composed.payload))
+    assert orjson.loads(composed.payload)["feedback"] == body
+    assert Feedback.model_validate_json(composed.payload) == composed.message

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from eodes_node.adapters.store_sql import SqlStore
+from eodes_node.adapters.clock import SystemClock
+from eodes_node.adapters.sql import SqlStore
 from eodes_node.config import RetrySection
 from eodes_node.core.envelope import open_envelope, seal
 from eodes_node.core.jws import KeySet
@@ -38,7 +39,7 @@ def number(record: dict[str, Any]) -> str:
 
 
 async def state(side: Side, cert: str) -> dict[str, str]:
-    store = SqlStore(side.config.store.url)
+    store = SqlStore(side.config.store.url, clock=SystemClock())
     await store.open()
     try:
         return {r.role: r.state for r in await store.report(cert)}

@@ -12,7 +12,7 @@ from eodes_node.core.records import as_json_dict
 from eodes_node.samples import SampleFactory
 from eodes_node.schema_export import generated, render
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 @pytest.mark.parametrize("name", sorted(generated()))

@@ -1,4 +1,4 @@
-"""Test helpers shipped with the package: a paired KR/CN node harness over a real broker.
+"""A paired KR/CN node harness over a real broker.
 
 Used by the test suite, and usable by integration testers who want two nodes and the
 local systems around them inside one asyncio program.
@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
-import signal
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +19,6 @@ import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from eodes_node.bootstrap import build_node
-from eodes_node.cli import write_private_key
 from eodes_node.config import (
     BrokerSection,
     KeysSection,
@@ -33,8 +28,11 @@ from eodes_node.config import (
     StoreSection,
 )
 from eodes_node.core.jws import KeySet, PrivateKey
+from eodes_node.keyfiles import write_private_key
 from eodes_node.runtime import Node
 from eodes_node.topology import Topology
+
+__all__ = ["BROKER", "NodePair", "Seen", "Side"]
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -292,67 +290,3 @@ class NodePair:
     async def start(self) -> None:
         await self.cn.start()
         await self.kr.start()
-
-
-class NodeProcess:
-    """A node run as `eodes-node run` in its own process: killable, measurable."""
-
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
-        self.config = config
-        self.log = log
-        self.env = env or {}
-        self.process: asyncio.subprocess.Process | None = None
-        self.starts = 0
-
-    async def start(self, within: float = 60.0) -> float:
-        """Start and wait until it consumes; returns the seconds that took."""
-        self.starts += 1
-        began = time.monotonic()
-        log = self.log.with_suffix(f".{self.starts}.log")
-        with log.open("wb") as handle:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "eodes_node",
-                "run",
-                "--config",
-                str(self.config),
-                stdout=handle,
-                stderr=handle,
-                start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
-            )
-        while b'"node_started"' not in log.read_bytes():
-            if self.process.returncode is not None or time.monotonic() - began > within:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise AssertionError(f"node did not start; its log ends:\n{tail}")
-            await asyncio.sleep(0.02)
-        return time.monotonic() - began
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def peak_rss_mb(self) -> float:
-        """The kernel's high-water mark of resident memory for this process."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError("no VmHWM in /proc status")
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def terminate(self, within: float = 30.0) -> int:
-        assert self.process is not None
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.wait_for(self.process.wait(), within)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
-            raise

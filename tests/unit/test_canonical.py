@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -43,3 +44,23 @@ def test_canonical_form_is_stable(value: Any) -> None:
 def test_sample_certificates_encode_as_rfc8785(seed: int) -> None:
     cert = SampleFactory("RCEP", seed=seed).certificate()
     assert canonical_json(as_json_dict(cert)) == rfc8785.dumps(as_json_dict(cert))
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b'{"a":1,"b":2}', None),
+        (b'{"b":2,"a":1}', "payload is not in RFC 8785 canonical form"),
+        (b'{"a": 1}', "payload is not in RFC 8785 canonical form"),
+        (b'{"a":1,"a":1}', "duplicate member name 'a'"),
+        (b'{"a":1', "not valid JSON: "),
+        (b"", "not valid JSON: "),
+    ],
+)
+def test_canonical_problem_says_why(data: bytes, problem: str | None) -> None:
+    found = canonical_problem(data)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert found.startswith(problem)

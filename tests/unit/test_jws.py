@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +19,15 @@ from joserfc import jws as oracle
 from joserfc.jwk import ECKey, OKPKey
 
 from eodes_node.core.envelope import open_envelope, payload_bytes, seal
-from eodes_node.core.jws import KeySet, PrivateKey, b64url, sign_compact
+from eodes_node.core.jws import (
+    KeySet,
+    PrivateKey,
+    Verified,
+    b64url,
+    sign_compact,
+    thumbprint,
+    verify_compact,
+)
 from eodes_node.core.messages import CooIssued, Kind, MessageBase, new_message_id
 from eodes_node.errors import ConfigError, PeerError, RejectionCode
 from eodes_node.samples import SampleFactory
@@ -150,10 +160,12 @@ def test_unknown_kid_is_refused(factory: SampleFactory, kr_keys: KeySet) -> None
 @pytest.mark.parametrize(
     ("extra", "words"),
     [
-        ({"crit": ["exp"], "exp": 1}, "crit"),
-        ({"zip": "DEF"}, "zip"),
-        ({"b64": False}, "b64"),
-        ({"cty": "json"}, "cty"),
+        ({"crit": ["exp"], "exp": 1}, "unsupported critical header (crit)"),
+        ({"zip": "DEF"}, "compressed payloads (zip) are refused"),
+        ({"b64": False}, "unknown header parameter(s): b64"),
+        ({"cty": "json", "b64": True}, "unknown header parameter(s): b64, cty"),
+        # A key-bearing member is named first, whatever else the header holds.
+        ({"crit": ["x5t"], "x5t": "AAAA", "zip": "DEF"}, "never taken from the header (x5t)"),
     ],
 )
 def test_header_extensions_are_refused(
@@ -280,3 +292,245 @@ def test_any_change_to_the_envelope_bytes_is_rejected(data: st.DataObject) -> No
     token[position] = replacement
     with pytest.raises(PeerError):
         open_at_cn(bytes(token), keys)
+
+
+# --- the protected header --------------------------------------------------------------
+
+
+def forge_raw(header: bytes, payload: bytes, sign: bytes = b"\0" * 64) -> bytes:
+    return b64url(header) + b"." + b64url(payload) + b"." + b64url(sign)
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        (b'["alg","kid","typ"]', "not a JSON object"),
+        (b'{"alg":"Ed25519",', "not JSON"),
+        (b'{"alg":"Ed25519","kid":7,"typ":"eodes-coo+jws"}', "needs a string 'kid'"),
+        (b'{"alg":"Ed25519","kid":"k"}', "needs a string 'typ'"),
+        (b'{"alg":null,"kid":"k","typ":"eodes-coo+jws"}', "needs a string 'alg'"),
+    ],
+)
+def test_header_must_be_an_object_of_strings(
+    factory: SampleFactory, kr_keys: KeySet, header: bytes, words: str
+) -> None:
+    token = forge_raw(header, payload_bytes(coo(factory)))
+    assert words in rejected(token, kr_keys, RejectionCode.MALFORMED)
+
+
+def test_header_size_is_capped_before_decoding(kr_keys: KeySet) -> None:
+    token = b"!" * 1100 + b"." + b64url(b"{}") + b"." + b64url(b"\0" * 64)
+    reason = rejected(token, kr_keys, RejectionCode.TOO_LARGE)
+    assert reason == "protected header is too large"
+
+
+def test_header_and_payload_must_be_canonical_base64url(
+    factory: SampleFactory, kr_key: PrivateKey, kr_keys: KeySet
+) -> None:
+    head, payload, sig = seal(coo(factory), kr_key).split(b".")
+    assert "protected header is not base64url" in rejected(
+        head + b"=." + payload + b"." + sig, kr_keys, RejectionCode.MALFORMED
+    )
+    # A correctly signed payload part that decodes, but not from its canonical encoding.
+    json_text = b'{"a":"bc"}'  # 10 bytes: the last of 14 characters has 4 spare bits
+    encoded = b64url(json_text)
+    assert len(encoded) == 14
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(encoded[-1:])
+    sloppy = encoded[:-1] + alphabet[last ^ 1 : (last ^ 1) + 1]
+    signing_input = head + b"." + sloppy
+    token = signing_input + b"." + b64url(kr_key.sign(signing_input))
+    reason = rejected(token, kr_keys, RejectionCode.MALFORMED)
+    assert reason == "payload is not canonical base64url"
+
+
+def test_token_must_have_three_parts(kr_keys: KeySet) -> None:
+    for token in (b"a.b", b"a.b.c.d", b""):
+        assert "3 parts" in rejected(token, kr_keys, RejectionCode.MALFORMED)
+
+
+def test_checks_run_in_protocol_order(
+    factory: SampleFactory, kr_key: PrivateKey, kr_keys: KeySet
+) -> None:
+    """Which code a partner gets when several things are wrong is part of the protocol:
+    algorithm before key, key before typ, typ before signature."""
+    payload = payload_bytes(coo(factory))
+    stranger = PrivateKey.generate("Ed25519").kid
+    # An unacceptable algorithm and an unknown kid: the algorithm is named.
+    token = forge({"alg": "RS256", "kid": stranger, "typ": "x"}, payload)
+    rejected(token, kr_keys, RejectionCode.ALGORITHM_NOT_ALLOWED)
+    # An unknown kid, a foreign typ and no valid signature: the key is named.
+    token = forge({"alg": kr_key.alg, "kid": stranger, "typ": "x"}, payload)
+    rejected(token, kr_keys, RejectionCode.UNKNOWN_KEY)
+    # A pinned key, a foreign typ and no valid signature: the typ is named.
+    token = forge({"alg": kr_key.alg, "kid": kr_key.kid, "typ": "x"}, payload)
+    rejected(token, kr_keys, RejectionCode.TYPE_MISMATCH)
+
+
+@pytest.mark.parametrize("length", [0, 63, 65])
+def test_signature_of_the_wrong_length_is_refused(
+    factory: SampleFactory, kr_key: PrivateKey, kr_keys: KeySet, length: int
+) -> None:
+    head, payload, _ = seal(coo(factory), kr_key).split(b".")
+    signature = kr_key.sign(head + b"." + payload)
+    forged = (signature * 2)[:length]
+    token = head + b"." + payload + b"." + b64url(forged)
+    assert rejected(token, kr_keys, RejectionCode.BAD_SIGNATURE) == "signature does not verify"
+
+
+# --- key validity windows ---------------------------------------------------------------
+
+
+def _window_keys(key: PrivateKey, **window: int) -> KeySet:
+    jwk = key.public.jwk() | window
+    return KeySet.from_jwks(json.dumps({"keys": [jwk]}).encode(), owner="KR")
+
+
+def test_key_not_yet_valid_is_refused(factory: SampleFactory, kr_key: PrivateKey) -> None:
+    keys = _window_keys(kr_key, nbf=int((NOW + timedelta(hours=1)).timestamp()))
+    reason = rejected(seal(coo(factory), kr_key), keys, RejectionCode.KEY_NOT_VALID)
+    assert reason == f"key {kr_key.kid} is not valid yet"
+
+
+def test_key_is_valid_from_nbf_until_just_before_exp(
+    factory: SampleFactory, kr_key: PrivateKey
+) -> None:
+    now = int(NOW.timestamp())
+    token = seal(coo(factory), kr_key)
+    assert open_at_cn(token, _window_keys(kr_key, nbf=now, exp=now + 1)).sender == "KR"
+    assert "expired" in rejected(
+        token, _window_keys(kr_key, nbf=now - 10, exp=now), RejectionCode.KEY_NOT_VALID
+    )
+
+
+def test_an_unsigned_message_learns_nothing_about_key_validity(
+    factory: SampleFactory, kr_key: PrivateKey
+) -> None:
+    """The signature is checked before the key's validity window."""
+    keys = _window_keys(kr_key, exp=int((NOW - timedelta(days=1)).timestamp()))
+    head, payload, _ = seal(coo(factory), kr_key).split(b".")
+    token = head + b"." + payload + b"." + b64url(b"\0" * 64)
+    rejected(token, keys, RejectionCode.BAD_SIGNATURE)
+
+
+def test_verify_compact_without_expectations_checks_signature_and_canonical_form(
+    factory: SampleFactory, kr_key: PrivateKey, kr_keys: KeySet
+) -> None:
+    """Without ``typs`` any typ passes and without ``now`` no validity window applies."""
+    payload = payload_bytes(coo(factory))
+    expired = _window_keys(kr_key, exp=1)
+    token = sign_compact(payload, "anything+jws", kr_key)
+    verified = verify_compact(b"  " + token + b"\n", expired)
+    assert verified == Verified(typ="anything+jws", kid=kr_key.kid, payload=payload)
+    with pytest.raises(PeerError) as caught:
+        verify_compact(token, expired, now=int(NOW.timestamp()))
+    assert caught.value.code is RejectionCode.KEY_NOT_VALID
+
+
+# --- JWK Sets and key files -------------------------------------------------------------
+
+
+def test_jwks_round_trip_keeps_the_validity_window(kr_key: PrivateKey) -> None:
+    jwks = {"keys": [kr_key.public.jwk() | {"nbf": 1_700_000_000, "exp": 1_900_000_000}]}
+    keys = KeySet.from_jwks(json.dumps(jwks).encode(), owner="KR")
+    (key,) = keys.keys.values()
+    assert (key.kid, key.alg, key.not_before, key.expires) == (
+        kr_key.kid,
+        kr_key.alg,
+        1_700_000_000,
+        1_900_000_000,
+    )
+    assert keys.to_jwks() == jwks
+
+
+def _ed25519_jwk() -> dict[str, object]:
+    return PrivateKey.generate("Ed25519").public.jwk()
+
+
+def _es256_jwk() -> dict[str, object]:
+    return PrivateKey.generate("ES256").public.jwk()
+
+
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [
+        (b"{keys", "not valid JSON"),
+        (b'{"keys":[],"keys":[]}', "duplicate member name 'keys'"),
+        (b"[]", '"keys" array'),
+        (b'{"keys":{}}', '"keys" array'),
+        (b'{"keys":[]}', "holds no keys"),
+    ],
+)
+def test_jwks_document_errors_are_named(document: bytes, words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        KeySet.from_jwks(document)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda j: j | {"d": j["x"]}, "must not contain private key material"),
+        (lambda j: {k: v for k, v in j.items() if k != "alg"}, "must name its algorithm"),
+        (lambda j: j | {"alg": "RS256"}, "alg must be Ed25519 or ES256, got 'RS256'"),
+        (lambda j: j | {"alg": "ES256"}, "key type OKP/Ed25519 does not match alg ES256"),
+        (lambda j: {k: v for k, v in j.items() if k != "x"}, "invalid Ed25519 public key"),
+        (lambda j: j | {"x": j["x"] + "="}, "x is not base64url"),
+        (lambda j: j | {"x": j["x"][:-2]}, "invalid Ed25519 public key"),
+        (lambda j: j | {"nbf": "2026-01-01"}, "nbf must be an integer NumericDate"),
+        (lambda j: j | {"exp": True}, "exp must be an integer NumericDate"),
+    ],
+)
+def test_bad_ed25519_jwk_is_refused(change: Callable[[dict[str, Any]], Any], words: str) -> None:
+    jwks = {"keys": [change(_ed25519_jwk())]}
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        KeySet.from_jwks(json.dumps(jwks).encode())
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda j: j | {"crv": "P-384"}, "key type EC/P-384 does not match alg ES256"),
+        (lambda j: j | {"alg": "Ed25519"}, "key type EC/P-256 does not match alg Ed25519"),
+        (lambda j: {k: v for k, v in j.items() if k != "y"}, "invalid ES256 public key"),
+        # y of the point (x, y) replaced by x: not on the curve.
+        (lambda j: j | {"y": j["x"]}, "invalid ES256 public key"),
+    ],
+)
+def test_bad_es256_jwk_is_refused(change: Callable[[dict[str, Any]], Any], words: str) -> None:
+    jwks = {"keys": [change(_es256_jwk())]}
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        KeySet.from_jwks(json.dumps(jwks).encode())
+
+
+def test_thumbprint_names_unsupported_key_types() -> None:
+    with pytest.raises(ConfigError, match="unsupported key type 'RSA'"):
+        thumbprint({"kty": "RSA", "n": "AQAB", "e": "AQAB"})
+
+
+def test_private_key_pem_round_trip(kr_key: PrivateKey) -> None:
+    again = PrivateKey.from_pem(kr_key.to_pem())
+    assert (again.alg, again.kid) == (kr_key.alg, kr_key.kid)
+    signing_input = b"header.payload"
+    assert kr_key.public.verify(again.sign(signing_input), signing_input)
+
+
+def test_unreadable_private_key_file_is_a_config_error(kr_key: PrivateKey) -> None:
+    with pytest.raises(ConfigError, match="cannot read private key"):
+        PrivateKey.from_pem(b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    encrypted = kr_key.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    with pytest.raises(ConfigError, match="cannot read private key"):
+        PrivateKey.from_pem(encrypted)
+
+
+def test_private_key_of_another_curve_is_refused() -> None:
+    pem = ec.generate_private_key(ec.SECP384R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    with pytest.raises(ConfigError, match="private key must be Ed25519 or EC P-256"):
+        PrivateKey.from_pem(pem)

@@ -9,7 +9,7 @@ import pytest
 from eodes_node.config import load_config
 from eodes_node.errors import ConfigError
 
-CONFIG = Path(__file__).resolve().parent.parent / "config"
+CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 def test_shipped_pair_is_mirrored() -> None:

@@ -1,0 +1,151 @@
+"""The broker as the runtime sees it: our topology, confirmed publishing, consumers.
+
+Two links: the local broker holds our queues and is the only one we consume from; the
+partner's broker receives our envelopes on its inbound exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractQueue
+
+from eodes_node.adapters.amqp.consumer import AmqpConsumer
+from eodes_node.adapters.amqp.link import BROKER_ERRORS, BrokerLink
+from eodes_node.errors import BrokerUnavailable
+from eodes_node.ports import BatchHandler
+from eodes_node.topology import Topology
+
+
+class AmqpBroker:
+    """Implements ``ports.Broker`` over aio-pika robust connections."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        local_url: str,
+        partner_url: str,
+        prefetch: int,
+        batch_max: int,
+        batch_wait_s: float,
+        timeout_s: float,
+        reconnect_s: float,
+        node_name: str,
+    ) -> None:
+        self.topology = topology
+        self.prefetch = prefetch
+        self.batch_max = batch_max
+        self.batch_wait_s = batch_wait_s
+        self.timeout_s = timeout_s
+        self.local = BrokerLink(
+            local_url, name=f"{node_name} local", timeout_s=timeout_s, reconnect_s=reconnect_s
+        )
+        self.partner = BrokerLink(
+            partner_url,
+            name=f"{node_name} to partner",
+            timeout_s=timeout_s,
+            reconnect_s=reconnect_s,
+        )
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._channels: list[AbstractChannel] = []
+
+    async def declare(self) -> None:
+        """Declare our exchanges and queues (idempotent)."""
+        connection = await self.local.connect()
+        t = self.topology
+        try:
+            channel = await asyncio.wait_for(connection.channel(), self.timeout_s)
+            exchange = await channel.declare_exchange(
+                t.inbound_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+            )
+            for name in t.local_queues():
+                await channel.declare_queue(name, durable=True)
+                await channel.declare_queue(t.dead_letter(name), durable=True)
+            inbound = await channel.declare_queue(t.inbound_queue, durable=True)
+            await inbound.bind(exchange, routing_key=t.partner)
+            await channel.close()
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot declare topology: {exc!r}") from None
+
+    async def consume(
+        self,
+        queue: str,
+        handler: BatchHandler,
+        *,
+        published: Callable[[Sequence[int]], Awaitable[None]],
+    ) -> AmqpConsumer:
+        """Consume on a channel of its own, without confirms: it settles in transactions."""
+        connection = await self.local.connect()
+        try:
+            channel = await asyncio.wait_for(
+                connection.channel(publisher_confirms=False), self.timeout_s
+            )
+            await channel.set_qos(prefetch_count=self.prefetch)
+            declared = await channel.declare_queue(queue, durable=True)
+            consumer = AmqpConsumer(
+                queue,
+                channel,
+                handler,
+                published=published,
+                dead_letter_queue=self.topology.dead_letter(queue),
+                batch_max=self.batch_max,
+                batch_wait_s=self.batch_wait_s,
+                timeout_s=self.timeout_s,
+            )
+            tag = await declared.consume(consumer.on_message, no_ack=False)
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot consume {queue}: {exc!r}") from None
+        self._channels.append(channel)
+        self._consumers.append((declared, tag))
+        return consumer
+
+    async def stop_consuming(self) -> None:
+        """Cancel the consumers but keep their channels: in-flight batches still settle."""
+        for queue, tag in self._consumers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(queue.cancel(tag), self.timeout_s)
+        self._consumers.clear()
+
+    async def publish_local(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        message_id: str,
+        kind: str,
+        headers: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        await self.local.publish(
+            "",
+            queue,
+            body,
+            message_id=message_id,
+            kind=kind,
+            headers=headers,
+            content_type=content_type,
+        )
+
+    async def publish_partner(self, token: bytes, *, message_id: str, kind: str) -> None:
+        await self.partner.publish(
+            self.topology.inbound_exchange,
+            self.topology.routing_key_at_partner,
+            token,
+            message_id=message_id,
+            kind=kind,
+            content_type="application/jose",
+        )
+
+    async def close(self) -> None:
+        await self.stop_consuming()
+        for channel in self._channels:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.close(), self.timeout_s)
+        self._channels.clear()
+        await self.partner.close()
+        await self.local.close()

@@ -1,0 +1,140 @@
+"""The certificate history as evidence: hash-chained rows, their check, and the report.
+
+Each history row's hash covers the previous row's, so editing, deleting or reordering
+history breaks the chain from that row on; ``verify_chain`` says where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, select
+from sqlalchemy.engine import Connection
+
+from eodes_node.adapters.sql.schema import certificates, history, inbound, outbound
+from eodes_node.adapters.sql.statements import Sql
+from eodes_node.core.decide import Transition
+from eodes_node.core.state import Event, Role, State
+from eodes_node.errors import AuditTrailBroken
+from eodes_node.ports import CertificateReport, HistoryLine
+
+GENESIS = "0" * 64
+
+
+def chain(previous: str, t: Transition, at: float) -> str:
+    text = "|".join(
+        (
+            previous,
+            t.role.value,
+            t.number,
+            f"{at:.6f}",
+            t.event.value,
+            t.before.value if t.before else "",
+            t.after.value,
+            t.message_id,
+        )
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def chain_head(conn: Connection) -> str:
+    """The hash the next history row chains onto."""
+    last = conn.execute(select(history.c.chain).order_by(history.c.id.desc()).limit(1)).scalar()
+    return str(last) if last else GENESIS
+
+
+def write_history(sql: Sql, previous: str, transitions: Sequence[Transition], at: float) -> str:
+    """Append the transitions to the history; returns the new chain head."""
+    head = previous
+    rows = []
+    for t in transitions:
+        head = chain(head, t, at)
+        rows.append(
+            {
+                "role": t.role.value,
+                "number": t.number,
+                "at": at,
+                "event": t.event.value,
+                "before": t.before.value if t.before else None,
+                "after": t.after.value,
+                "message_id": t.message_id,
+                "chain": head,
+            }
+        )
+    sql.run_many(
+        'INSERT INTO certificate_history (role, number, at, event, "before", "after", '
+        "message_id, chain) VALUES (:role, :number, :at, :event, :before, :after, "
+        ":message_id, :chain)",
+        rows,
+    )
+    return head
+
+
+def verify_chain(conn: Connection) -> int:
+    """Recompute the chain from genesis; returns the rows checked or raises."""
+    head, count = GENESIS, 0
+    for h in conn.execute(select(history).order_by(history.c.id)):
+        t = Transition(
+            h.number,
+            Role(h.role),
+            State(h.before) if h.before else None,
+            State(h.after),
+            Event(h.event),
+            h.message_id,
+        )
+        head = chain(head, t, h.at)
+        if head != h.chain:
+            raise AuditTrailBroken(f"audit chain broken at history row {h.id}")
+        count += 1
+    return count
+
+
+def report(conn: Connection, number: str) -> list[CertificateReport]:
+    """A certificate's state, history and messages, once per role we hold it in."""
+    reports = []
+    for cert in conn.execute(select(certificates).where(certificates.c.number == number)):
+        lines = _history(conn, number, cert.role)
+        messages = _messages(conn, number, {line.message_id for line in lines})
+        reports.append(
+            CertificateReport(
+                cert.number, cert.role, cert.state, cert.coo_message_id, lines, messages
+            )
+        )
+    return reports
+
+
+def _history(conn: Connection, number: str, role: str) -> list[HistoryLine]:
+    return [
+        HistoryLine(datetime.fromtimestamp(h.at, UTC), h.event, h.before, h.after, h.message_id)
+        for h in conn.execute(
+            select(history)
+            .where(and_(history.c.number == number, history.c.role == role))
+            .order_by(history.c.id)
+        )
+    ]
+
+
+def _messages(
+    conn: Connection, number: str, in_history: set[str]
+) -> list[tuple[str, str, str, str, int]]:
+    """Sent messages, then received ones; a receipt only if it moved the certificate."""
+    sent = [
+        ("out", r.kind, r.message_id, r.status, r.attempts)
+        for r in conn.execute(
+            select(outbound)
+            .where(outbound.c.certificate_number == number)
+            .order_by(outbound.c.created_at)
+        )
+    ]
+    received = [
+        ("in", r.kind, r.message_id, r.status, 1)
+        for r in conn.execute(
+            select(inbound)
+            .where(inbound.c.certificate_number == number)
+            .order_by(inbound.c.received_at)
+        )
+        if r.message_id in in_history or r.kind != "receipt"
+    ]
+    return sent + received

@@ -1,0 +1,140 @@
+"""The tables, their migrations, and the engine: one schema for SQLite and PostgreSQL.
+
+Schema and migrations stay on SQLAlchemy Core so both backends share them; the per-batch
+statements are hand-written elsewhere (``statements``, ``facts``, ``commit``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from eodes_node.errors import ConfigError
+
+metadata = MetaData()
+
+inbound = Table(
+    "inbound_messages",
+    metadata,
+    Column("sender", String(2), primary_key=True),
+    Column("message_id", String(36), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("digest", String(43), nullable=False),
+    Column("token", LargeBinary, nullable=False),  # raw signed bytes: provable later
+    Column("status", String(16), nullable=False),
+    Column("code", String(32)),
+    Column("text", Text, nullable=False, default=""),
+    Column("certificate_number", String(40)),
+    Column("receipt_entry", Text),
+    Column("receipt_id", String(36)),  # our receipt that answered it (resent on duplicates)
+    Column("received_at", Float, nullable=False),
+)
+outbound = Table(
+    "outbound_messages",
+    metadata,
+    Column("message_id", String(36), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("certificate_number", String(40)),
+    Column("correlation_id", String(36)),
+    Column("token", LargeBinary, nullable=False),
+    Column("local_key", String(200), unique=True),
+    Column("record_digest", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float),
+    Column("receipt_code", String(32)),
+    Column("receipt_text", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_outbound_due", "status", "next_attempt_at"),
+)
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("role", String(16), primary_key=True),
+    Column("number", String(40), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("coo_message_id", String(36), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+history = Table(
+    "certificate_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("role", String(16), nullable=False),
+    Column("number", String(40), nullable=False, index=True),
+    Column("at", Float, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("before", String(16)),
+    Column("after", String(16), nullable=False),
+    Column("message_id", String(36), nullable=False),
+    # Each row's chain hash covers the previous one: editing or deleting history shows.
+    Column("chain", String(64), nullable=False),
+)
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("destination", String(200), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("message_id", String(36), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("content_type", String(64), nullable=False),
+    Column("published", Boolean, nullable=False, default=False),
+    Column("bound_to", String(120)),
+    Index("ix_outbox_pending", "published", "id"),
+    Index("ix_outbox_bound", "bound_to"),
+)
+schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
+
+# One migration history for every backend: index = version reached after it runs.
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (lambda conn: metadata.create_all(conn),)
+
+
+def migrate(conn: Connection) -> None:
+    """Run the migrations this database has not seen yet, recording each."""
+    schema_version.create(conn, checkfirst=True)
+    current = conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+    for version in range(current, len(MIGRATIONS)):
+        MIGRATIONS[version](conn)
+        conn.execute(insert(schema_version).values(version=version + 1))
+
+
+def make_engine(url: str) -> Engine:
+    """SQLite in WAL with a full fsync per commit (nothing acked may be lost); PostgreSQL
+    with a small pool, since one store thread does all the work."""
+    if url.startswith("sqlite:"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql"):
+        return create_engine(url, pool_size=2, pool_pre_ping=True)
+    raise ConfigError(f"unsupported store url {url!r}: use sqlite:///PATH or postgresql+psycopg://")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,178 @@
+"""How every store call reaches the database, and the one place its errors are translated.
+
+All database work runs on one dedicated thread with one kept connection: that makes this
+node the single writer (SQLite's model), keeps blocking calls off the event loop, and
+saves a pool checkout per call. Every call has a timeout. SQLAlchemy's errors and the
+drivers' own (raised by the raw cursor the per-batch statements use) become
+``StoreUnavailable`` in ``map_errors`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from eodes_node.errors import StoreConflict, StoreUnavailable
+
+T = TypeVar("T")
+
+_ALWAYS: tuple[type[Exception], ...] = (SQLAlchemyError, sqlite3.Error)
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """SQLAlchemy's errors and the drivers'. psycopg is looked up, not imported: while it
+    is not loaded, none of its errors can be raised."""
+    psycopg = sys.modules.get("psycopg")
+    return _ALWAYS if psycopg is None else (*_ALWAYS, psycopg.Error)
+
+
+@contextmanager
+def map_errors(timeout_s: float | None) -> Iterator[None]:
+    """The boundary: database errors and timeouts become ``StoreUnavailable``."""
+    try:
+        yield
+    except StoreConflict:
+        raise  # a decision to retry with fresh facts, not an outage
+    except database_errors() as exc:
+        raise StoreUnavailable(f"store: {type(exc).__name__}: {exc}") from exc
+    except TimeoutError:
+        raise StoreUnavailable(f"store did not answer within {timeout_s} s") from None
+
+
+class StoreThread:
+    """Runs each unit of work in one transaction on the store thread."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.engine: Engine | None = None
+        self._conn: Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    async def run(self, work: Callable[[Connection], T], *, fsync: bool = True) -> T:
+        """``fsync=False`` relaxes SQLite's sync for this one transaction."""
+        loop = asyncio.get_running_loop()
+        with map_errors(self.timeout_s):
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._executor, self._in_thread, work, fsync),
+                self.timeout_s,
+            )
+
+    async def close(self) -> None:
+        engine, self.engine = self.engine, None
+        try:
+            if engine is not None:
+                loop = asyncio.get_running_loop()
+                with map_errors(None):
+                    await loop.run_in_executor(self._executor, self._dispose, engine)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def _in_thread(self, work: Callable[[Connection], T], fsync: bool) -> T:
+        try:
+            conn = self._connection()
+            with _sync_relaxed(conn, relaxed=not fsync), conn.begin():
+                return work(conn)
+        except database_errors():
+            # The connection may be dead (a restarted PostgreSQL): the next call opens
+            # a fresh one instead of failing on this one forever.
+            self._drop()
+            raise
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            if self.engine is None:
+                raise StoreUnavailable("store is not open")
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(*database_errors()):
+                conn.invalidate()
+                conn.close()
+
+    def _dispose(self, engine: Engine) -> None:
+        self._drop()
+        engine.dispose()
+
+
+@contextmanager
+def _sync_relaxed(conn: Connection, *, relaxed: bool) -> Iterator[None]:
+    if not relaxed or conn.dialect.name != "sqlite":
+        yield
+        return
+    sqlite = conn.connection.driver_connection
+    assert sqlite is not None
+    sqlite.execute("PRAGMA synchronous=NORMAL")
+    try:
+        yield
+    finally:
+        sqlite.execute("PRAGMA synchronous=FULL")
+
+
+class Sql:
+    """The per-batch statements, hand-written and run on the driver's cursor.
+
+    SQLAlchemy builds a statement in Python on every call; for a batch's facts that cost
+    0.9 ms where the queries themselves take 0.05 ms. Schema, migrations and the rare
+    queries stay on SQLAlchemy Core. The text uses ``:name`` parameters; PostgreSQL's
+    driver gets them as ``%(name)s``.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.cursor: Any = conn.connection.cursor()
+        self.named = conn.dialect.name != "sqlite"
+
+    def text(self, sql: str) -> str:
+        if not self.named:
+            return sql
+        if sql not in _NAMED:
+            _NAMED[sql] = _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+        return _NAMED[sql]
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        self.cursor.execute(self.text(sql), params or {})
+        return list(self.cursor.fetchall())
+
+    def run(self, sql: str, params: dict[str, Any]) -> None:
+        self.cursor.execute(self.text(sql), params)
+
+    def run_many(self, sql: str, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.cursor.executemany(self.text(sql), rows)
+
+    def rows_in(
+        self, head: str, column: str, values: Iterable[Any], params: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """``head`` ending in WHERE or AND, then ``column IN (...)`` over ``values``."""
+        return self.rows(*self._with_in(head, column, values, params))
+
+    def run_in(self, head: str, column: str, values: Iterable[Any], params: dict[str, Any]) -> None:
+        self.run(*self._with_in(head, column, values, params))
+
+    @staticmethod
+    def _with_in(
+        head: str, column: str, values: Iterable[Any], params: dict[str, Any] | None
+    ) -> tuple[str, dict[str, Any]]:
+        listed = {f"in{i}": v for i, v in enumerate(values)}
+        placeholders = ", ".join(f":{name}" for name in listed)
+        # Only placeholders are formatted in; every value is bound.
+        return f"{head} {column} IN ({placeholders})", {**(params or {}), **listed}
+
+    def insert_returning_id(self, sql: str, params: dict[str, Any]) -> int:
+        self.cursor.execute(self.text(sql + " RETURNING id"), params)
+        return int(self.cursor.fetchone()[0])
+
+
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+_NAMED: dict[str, str] = {}

@@ -1,0 +1,149 @@
+"""The node's service: each batch runs lock -> query -> plan -> commit -> publish.
+
+Facts are read, decided on and committed under one lock, so two handlers never decide
+on the same certificate from the same stale state; publishing happens after, outside
+the lock, so broker round trips of different queues still overlap. A handler raises
+only ``TransientError`` (retry the batch) or a bug; every problem with a message itself
+is answered by the plan: rejection receipt, dead letter, error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from eodes_node.config import LimitsSection, RetrySection
+from eodes_node.core.plan import (
+    EnvelopeLimits,
+    Identity,
+    Plan,
+    RetryPolicy,
+    feedback,
+    inbound,
+    records,
+)
+from eodes_node.core.work import Delivery, Facts, FactsQuery, Publication, UnitOfWork
+from eodes_node.ports import Clock, NodeStore, Transport
+from eodes_node.service.effects import log_notes, render
+from eodes_node.service.outbox import OutboxPublisher
+from eodes_node.service.retries import Resender
+from eodes_node.topology import Topology
+
+Bound = list[tuple[int, Publication]]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity(Identity):
+    topology: Topology
+
+
+class NodeService:
+    def __init__(
+        self,
+        identity: NodeIdentity,
+        store: NodeStore,
+        transport: Transport,
+        clock: Clock,
+        *,
+        retry: RetrySection,
+        limits: LimitsSection,
+    ) -> None:
+        self.id = identity
+        self.store = store
+        self.clock = clock
+        self.topology = identity.topology
+        self.limits = limits
+        self.envelope_limits = EnvelopeLimits(
+            limits.max_message_bytes,
+            timedelta(seconds=limits.max_future_skew_s),
+            timedelta(seconds=limits.max_age_s),
+        )
+        self.policy = RetryPolicy(
+            retry.first_after_s, retry.multiplier, retry.max_interval_s, retry.max_attempts
+        )
+        self._lock = asyncio.Lock()
+        self.publisher = OutboxPublisher(store, transport)
+        self.resender = Resender(
+            store=store,
+            schedule=store,
+            transport=transport,
+            publisher=self.publisher,
+            clock=clock,
+            policy=self.policy,
+            lock=self._lock,
+            commit_plan=self._commit_plan,
+        )
+        # Set when publication marks wait in memory; the runtime flushes them soon.
+        self.flush_wanted = asyncio.Event()
+
+    async def handle_inbound(self, batch: Sequence[Delivery]) -> Bound:
+        now = self.clock.now()
+        opening = inbound.prepare(list(batch), self.id, now, self.envelope_limits)
+        return await self._decide_and_commit(
+            inbound.query(opening, self.id),
+            lambda facts: inbound.plan(opening, facts, self.id, now),
+        )
+
+    async def handle_records(self, batch: Sequence[Delivery]) -> Bound:
+        now = self.clock.now()
+        prepared = records.prepare(list(batch), self.id, now, self.limits.max_message_bytes)
+        return await self._decide_and_commit(
+            records.query(prepared),
+            lambda facts: records.plan(prepared, facts, self.id, now, self.policy),
+        )
+
+    async def handle_feedback(self, batch: Sequence[Delivery]) -> Bound:
+        now = self.clock.now()
+        prepared = feedback.prepare(list(batch), self.limits.max_message_bytes)
+        return await self._decide_and_commit(
+            feedback.query(prepared),
+            lambda facts: feedback.plan(prepared, facts, self.id, now, self.policy),
+        )
+
+    async def _decide_and_commit(self, query: FactsQuery, plan: Callable[[Facts], Plan]) -> Bound:
+        """Decide and commit; publish what is free in the background; return the bound
+        local publications the runtime publishes in one broker transaction with the acks."""
+        async with self._lock:
+            facts = await self.store.facts(query) if query else Facts()
+            decided = plan(facts)
+            items = await self._commit_plan(decided)
+            again = await self.store.bound_unpublished(decided.reissue)
+        free = [(i, p) for i, p in items if p.bound_to is None]
+        if free:
+            self.publisher.publish_soon(free)
+        return [(i, p) for i, p in items if p.bound_to is not None] + [
+            (q.id, q.publication) for q in again
+        ]
+
+    async def _commit_plan(self, decided: Plan) -> Bound:
+        """Commit a plan and log what it noted; returns its publications with outbox ids."""
+        unit = UnitOfWork(
+            inbound=decided.inbound,
+            outbound=decided.outbound,
+            outbound_updates=decided.outbound_updates,
+            transitions=decided.transitions,
+            publications=render(decided.effects, self.topology, self.id.partner, self.clock.now()),
+            reissue=decided.reissue,
+        )
+        ids = await self.store.commit(unit) if unit else []
+        log_notes(decided.notes, self.id.partner)
+        return list(zip(ids, unit.publications, strict=True))
+
+    async def published(self, ids: Sequence[int]) -> None:
+        """Bound publications went out with their acks: make that durable soon."""
+        await self.store.mark_published(ids)
+        self.flush_wanted.set()
+
+    async def publish_queued(self, items: Sequence[tuple[int, Publication]]) -> int:
+        return await self.publisher.publish(items)
+
+    async def relay_outbox(self, limit: int = 500) -> int:
+        return await self.publisher.relay(limit)
+
+    async def resend_due(self, limit: int = 200) -> float | None:
+        return await self.resender.resend_due(limit)
+
+    async def finish_background(self, within: float) -> None:
+        await self.publisher.finish(within)

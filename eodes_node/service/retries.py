@@ -1,0 +1,83 @@
+"""Resending what has no receipt yet, and giving up when the retry budget is spent."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+
+from eodes_node.core.plan import Plan, RetryPolicy, failures
+from eodes_node.core.work import Due, OutboundUpdate, Publication, UnitOfWork
+from eodes_node.ports import Clock, Schedule, Store, Transport
+from eodes_node.service.outbox import OutboxPublisher
+
+log = structlog.get_logger("eodes_node.service")
+
+CommitPlan = Callable[[Plan], Awaitable[list[tuple[int, Publication]]]]
+
+
+class Resender:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        schedule: Schedule,
+        transport: Transport,
+        publisher: OutboxPublisher,
+        clock: Clock,
+        policy: RetryPolicy,
+        lock: asyncio.Lock,
+        commit_plan: CommitPlan,
+    ) -> None:
+        self.store = store
+        self.schedule = schedule
+        self.transport = transport
+        self.publisher = publisher
+        self.clock = clock
+        self.policy = policy
+        self.lock = lock
+        self.commit_plan = commit_plan
+
+    async def resend_due(self, limit: int = 200) -> float | None:
+        """Resend what is due, or mark it failed; returns when next to look."""
+        now = self.clock.now().timestamp()
+        async with self.lock:
+            due = await self.schedule.due(now, limit)
+            exhausted = [d for d in due if d.attempts >= self.policy.max_attempts]
+            published = await self._fail(exhausted) if exhausted else []
+        if published:
+            await self.publisher.publish(published)
+        resend = [d for d in due if d.attempts < self.policy.max_attempts]
+        await asyncio.gather(*(self._attempt(d) for d in resend))
+        if resend:
+            # Guarded by status = 'pending' in the store: a receipt that came meanwhile wins.
+            await self.store.commit(UnitOfWork(outbound_updates=self._next_attempts(resend, now)))
+        if len(due) == limit:
+            return now
+        return await self.schedule.next_due_at()
+
+    async def _fail(self, exhausted: Sequence[Due]) -> list[tuple[int, Publication]]:
+        query = failures.query(exhausted)
+        facts = await self.store.facts(query)
+        return await self.commit_plan(failures.plan(exhausted, facts))
+
+    async def _attempt(self, due: Due) -> None:
+        try:
+            await self.transport.publish_partner(
+                due.token, message_id=due.message_id, kind=due.kind.value
+            )
+            log.info("resent", message_id=due.message_id, attempt=due.attempts + 1)
+        except Exception as exc:  # noqa: BLE001 - the attempt counts either way
+            log.warning("resend_failed", message_id=due.message_id, error=str(exc))
+
+    def _next_attempts(self, resent: Sequence[Due], now: float) -> list[OutboundUpdate]:
+        return [
+            OutboundUpdate(
+                d.message_id,
+                "pending",
+                attempts=d.attempts + 1,
+                next_attempt_at=now + self.policy.backoff_s(d.attempts + 1),
+            )
+            for d in resent
+        ]

@@ -1,0 +1,305 @@
+"""The NodeStore port in memory, for tests and for trying a node without a database.
+
+Its reference is the SQL store (``eodes_node.adapters.sql``): atomic commits, stale
+moves refused, retry updates only on pending messages, claims, the audit hash chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from itertools import islice
+
+from eodes_node.core.decide import CertFacts, OutboundFacts, PriorInbound, Transition
+from eodes_node.core.messages import ReceiptEntry
+from eodes_node.core.state import Role, State
+from eodes_node.errors import StoreUnavailable
+from eodes_node.ports import (
+    CertificateReport,
+    Clock,
+    Due,
+    Facts,
+    FactsQuery,
+    HistoryLine,
+    InboundRow,
+    OutboundRow,
+    Publication,
+    QueuedPublication,
+    UnitOfWork,
+)
+from eodes_node.testing.tables import (
+    GENESIS,
+    CertKey,
+    HistoryRecord,
+    StoredOutbound,
+    chain_hash,
+    planned_states,
+    refuse_duplicate_rows,
+    verify_chain,
+)
+
+__all__ = ["InMemoryStore"]
+
+
+class InMemoryStore:
+    """The NodeStore port in memory, with the SQL store's observable semantics.
+
+    No method awaits anything, so each call is atomic with respect to the event loop, as a
+    transaction is. Claims and unflushed marks are the process's memory, as in the SQL
+    store; ``restart()`` drops them the way a crash would.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._inbound: dict[tuple[str, str], tuple[InboundRow, float]] = {}
+        self._outbound: dict[str, StoredOutbound] = {}
+        self._local_keys: dict[str, str] = {}
+        self._certificates: dict[tuple[str, str], CertFacts] = {}
+        self.history: list[HistoryRecord] = []
+        self._last_chain = GENESIS
+        self._next_history_id = 1
+        self._outbox: dict[int, Publication] = {}
+        self._next_outbox_id = 1
+        self._published: set[int] = set()  # marks written to the "database"
+        self._published_pending: set[int] = set()  # confirmed, mark not written yet
+        self._claimed: set[int] = set()  # handed out by commit, not confirmed or released
+        self._failing_commits = 0
+        self.commits = 0
+
+    # -- lifecycle and test controls --------------------------------------------------
+
+    async def open(self) -> None:
+        """Nothing to open: the tables live as long as the object."""
+
+    async def close(self) -> None:
+        """Nothing to close; the data stays readable for assertions."""
+
+    def fail_next_commits(self, n: int = 1) -> None:
+        """The next ``n`` commits raise ``StoreUnavailable`` and change nothing."""
+        self._failing_commits = n
+
+    def restart(self) -> None:
+        """Lose what a crashed process loses: claims and marks not yet flushed."""
+        self._claimed.clear()
+        self._published_pending.clear()
+        self._last_chain = self.history[-1].chain if self.history else GENESIS
+
+    # -- read helpers for tests and integrators ----------------------------------------
+
+    def certificate(self, role: str, number: str) -> CertFacts | None:
+        return self._certificates.get((role, number))
+
+    def certificate_state(self, role: str, number: str) -> str | None:
+        cert = self._certificates.get((role, number))
+        return None if cert is None else cert.state.value
+
+    def inbound_row(self, sender: str, message_id: str) -> InboundRow | None:
+        found = self._inbound.get((sender, message_id))
+        return None if found is None else found[0]
+
+    def outbound_row(self, message_id: str) -> StoredOutbound | None:
+        return self._outbound.get(message_id)
+
+    def outbox(self) -> list[QueuedPublication]:
+        """Every publication ever committed, published or not, in id order."""
+        return [QueuedPublication(i, p) for i, p in self._outbox.items()]
+
+    def is_published(self, outbox_id: int) -> bool:
+        return outbox_id in self._published or outbox_id in self._published_pending
+
+    def is_claimed(self, outbox_id: int) -> bool:
+        return outbox_id in self._claimed
+
+    # -- Store ---------------------------------------------------------------------------
+
+    async def facts(self, query: FactsQuery) -> Facts:
+        facts = Facts()
+        for message_id in set(query.message_ids):
+            found = self._inbound.get((query.sender, message_id))
+            if found is not None:
+                facts.priors[message_id] = self._prior(found[0])
+        wanted = set(query.certificates)
+        for message_id in set(query.outbound_ids):
+            row = self._outbound.get(message_id)
+            if row is None:
+                continue
+            facts.outbound[message_id] = OutboundFacts(
+                message_id, row.kind, row.certificate_number, row.status
+            )
+            if row.certificate_number:
+                wanted.add((Role.EXPORTER.value, row.certificate_number))
+        facts.certificates = {k: self._certificates[k] for k in wanted if k in self._certificates}
+        for local_key in set(query.local_keys):
+            if local_key in self._local_keys:
+                row = self._outbound[self._local_keys[local_key]]
+                facts.local_keys[local_key] = (row.message_id, row.record_digest or "")
+        return facts
+
+    def _prior(self, row: InboundRow) -> PriorInbound:
+        entry = ReceiptEntry.model_validate_json(row.receipt_entry) if row.receipt_entry else None
+        receipt = self._outbound.get(row.receipt_id) if row.receipt_id else None
+        token = None if receipt is None else receipt.token
+        return PriorInbound(row.digest, entry, row.receipt_id, token)
+
+    async def commit(self, unit: UnitOfWork) -> list[int]:
+        """Check the whole unit first, then apply it; a refusal changes nothing."""
+        if self._failing_commits > 0:
+            self._failing_commits -= 1
+            raise StoreUnavailable("injected: the store did not answer")
+        refuse_duplicate_rows(unit, self._inbound, self._outbound, self._local_keys)
+        final = planned_states(unit.transitions, self._certificates)
+        now = self._clock.now().timestamp()
+        for row in unit.inbound:
+            self._inbound[(row.sender, row.message_id)] = (row, now)
+        for out in unit.outbound:
+            self._insert_outbound(out, now)
+        self._apply_updates(unit, now)
+        self._apply_transitions(unit.transitions, final, now)
+        # Marks from earlier batches ride along, as in the SQL store.
+        self._published |= self._published_pending
+        self._published_pending.clear()
+        self.commits += 1
+        return [self._enqueue(p) for p in unit.publications]
+
+    def _apply_transitions(
+        self, transitions: Sequence[Transition], final: dict[CertKey, State], now: float
+    ) -> None:
+        """Create new certificates, set every touched one's final state, chain the history."""
+        for t in transitions:
+            if t.before is None:
+                coo = t.coo_message_id or t.message_id
+                self._certificates[(t.role.value, t.number)] = CertFacts(
+                    t.number, t.role, t.after, coo
+                )
+        for key, state in final.items():
+            self._certificates[key] = replace(self._certificates[key], state=state)
+        for t in transitions:
+            self._last_chain = chain_hash(self._last_chain, t, now)
+            self.history.append(HistoryRecord.of(self._next_history_id, t, now, self._last_chain))
+            self._next_history_id += 1
+
+    def _insert_outbound(self, row: OutboundRow, now: float) -> None:
+        self._outbound[row.message_id] = StoredOutbound.of(row, now)
+        if row.local_key is not None:
+            self._local_keys[row.local_key] = row.message_id
+
+    def _apply_updates(self, unit: UnitOfWork, now: float) -> None:
+        # Attempts first, settlements second, as the SQL store runs them.
+        for u in unit.outbound_updates:
+            row = self._outbound.get(u.message_id)
+            if u.status == "pending" and row is not None and row.status == "pending":
+                # A retry attempt never overrides a receipt that arrived meanwhile.
+                attempts = row.attempts if u.attempts is None else u.attempts
+                self._outbound[u.message_id] = replace(
+                    row, attempts=attempts, next_attempt_at=u.next_attempt_at, updated_at=now
+                )
+        for u in unit.outbound_updates:
+            row = self._outbound.get(u.message_id)
+            if u.status != "pending" and row is not None:
+                self._outbound[u.message_id] = replace(
+                    row,
+                    status=u.status,
+                    receipt_code=u.code,
+                    receipt_text=u.text,
+                    next_attempt_at=None,
+                    updated_at=now,
+                )
+
+    def _enqueue(self, publication: Publication) -> int:
+        outbox_id = self._next_outbox_id
+        self._next_outbox_id += 1
+        self._outbox[outbox_id] = publication
+        if publication.bound_to is None:
+            # Handed to the caller to publish: no relay may take it meanwhile.
+            self._claimed.add(outbox_id)
+        return outbox_id
+
+    # -- Outbox --------------------------------------------------------------------------
+
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        self._published_pending.update(ids)
+        self._claimed.difference_update(ids)
+
+    async def release(self, ids: Sequence[int]) -> None:
+        """Publishing these failed: hand them to the relay."""
+        self._claimed.difference_update(ids)
+
+    async def flush_published(self) -> None:
+        self._published |= self._published_pending
+        self._published_pending.clear()
+
+    async def unpublished(self, limit: int) -> list[QueuedPublication]:
+        """Unbound, unpublished and unclaimed publications, oldest first."""
+        free = (
+            QueuedPublication(i, p)
+            for i, p in self._outbox.items()
+            if p.bound_to is None and not self.is_published(i) and i not in self._claimed
+        )
+        return list(islice(free, limit))
+
+    async def bound_unpublished(self, keys: Iterable[str]) -> list[QueuedPublication]:
+        wanted = set(keys)
+        return [
+            QueuedPublication(i, p)
+            for i, p in self._outbox.items()
+            if p.bound_to in wanted and not self.is_published(i)
+        ]
+
+    # -- Schedule ------------------------------------------------------------------------
+
+    async def due(self, now: float, limit: int) -> list[Due]:
+        rows = sorted(
+            (
+                r
+                for r in self._waiting()
+                if r.next_attempt_at is not None and r.next_attempt_at <= now
+            ),
+            key=lambda r: r.next_attempt_at or 0.0,
+        )
+        return [
+            Due(r.message_id, r.kind, r.certificate_number, r.token, r.attempts)
+            for r in rows[:limit]
+        ]
+
+    async def next_due_at(self) -> float | None:
+        times = [r.next_attempt_at for r in self._waiting() if r.next_attempt_at is not None]
+        return min(times, default=None)
+
+    def _waiting(self) -> list[StoredOutbound]:
+        return [r for r in self._outbound.values() if r.status == "pending"]
+
+    # -- Audit ---------------------------------------------------------------------------
+
+    async def report(self, number: str) -> list[CertificateReport]:
+        return [self._report(cert) for (_, n), cert in self._certificates.items() if n == number]
+
+    def _report(self, cert: CertFacts) -> CertificateReport:
+        lines = [
+            HistoryLine(datetime.fromtimestamp(h.at, UTC), h.event, h.before, h.after, h.message_id)
+            for h in self.history
+            if h.number == cert.number and h.role == cert.role.value
+        ]
+        ids = {line.message_id for line in lines}
+        sent = sorted(
+            (r for r in self._outbound.values() if r.certificate_number == cert.number),
+            key=lambda r: r.created_at,
+        )
+        received = sorted(
+            (
+                (row, at)
+                for row, at in self._inbound.values()
+                if row.certificate_number == cert.number
+                and (row.message_id in ids or row.kind != "receipt")
+            ),
+            key=lambda pair: pair[1],
+        )
+        messages = [("out", r.kind.value, r.message_id, r.status, r.attempts) for r in sent]
+        messages += [("in", r.kind.value, r.message_id, r.status, 1) for r, _ in received]
+        return CertificateReport(
+            cert.number, cert.role.value, cert.state.value, cert.coo_message_id, lines, messages
+        )
+
+    async def verify_audit_chain(self) -> int:
+        """Recompute the history hash chain; returns the rows checked or raises."""
+        return verify_chain(self.history)
