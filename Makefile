@@ -9,7 +9,7 @@ VHOSTS ?= eodes-kr eodes-cn eodes-test-kr eodes-test-cn
 
 BENCH_VHOSTS := eodes-bench-kr eodes-bench-cn
 
-.PHONY: install lint format test test-core broker schemas demo bench bench-quick clean
+.PHONY: install lint format test test-core coverage broker schemas demo bench bench-quick clean
 
 install: $(STAMP)
 
@@ -35,15 +35,23 @@ format: install
 test: install broker
 	$(BIN)/pytest
 
-# The pure-logic suite alone: no broker, seconds.
+# The unit tests alone: core and service on in-memory fakes, no broker, no database.
 test-core: install
-	$(BIN)/pytest -m "not broker"
+	$(BIN)/pytest tests/unit
+
+# Branch coverage of the unit tests alone, with a floor per layer.
+CORE_FLOOR ?= 96
+SERVICE_FLOOR ?= 95
+coverage: install
+	$(BIN)/pytest -q tests/unit --cov=eodes_node --cov-branch --cov-report=
+	$(BIN)/coverage report --include='eodes_node/core/*' --fail-under=$(CORE_FLOOR)
+	$(BIN)/coverage report --include='eodes_node/service/*' --fail-under=$(SERVICE_FLOOR)
 
 schemas: install
 	$(BIN)/eodes-node schemas --out schemas
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis var demo-run
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage var demo-run
 
 # Two nodes (KR, CN) as processes on the eodes-kr / eodes-cn vhosts; DEMO_COUNT=N e-COs.
 demo: install broker
