@@ -59,7 +59,10 @@ class RetrySection(Section):
 
 
 class LimitsSection(Section):
+    # A partner's envelope, refused before any decoding when larger.
     max_message_bytes: Annotated[int, Field(ge=1024)] = 512 * 1024
+    # A record from our own issuing or clearance system, refused before parsing.
+    max_record_bytes: Annotated[int, Field(ge=1024)] = 512 * 1024
     max_future_skew_s: Annotated[float, Field(ge=0)] = 300.0
     max_age_s: Annotated[float, Field(gt=0)] = 7 * 24 * 3600.0
     drain_timeout_s: Annotated[float, Field(gt=0)] = 15.0

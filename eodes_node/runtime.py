@@ -71,25 +71,39 @@ class Node:
                 delay = min(delay * 2, 30.0)
         return False
 
-    async def _every(self, stop: asyncio.Event, work: Callable[[], Awaitable[float]]) -> None:
-        """Run ``work`` until stopped; it returns how long to wait before the next run."""
+    async def _every(
+        self,
+        stop: asyncio.Event,
+        work: Callable[[], Awaitable[float]],
+        wake: asyncio.Event | None = None,
+    ) -> None:
+        """Run ``work`` until stopped; it returns how long to wait before the next run.
+
+        ``wake`` cuts the wait short (new work was scheduled); failures back off, growing
+        and capped, with one line each.
+        """
+        failures = 0
         while not stop.is_set():
+            if wake is not None:
+                wake.clear()
             try:
                 wait = await work()
+                failures = 0
             except TransientError as exc:
-                log.warning("background_deferred", error=str(exc))
-                wait = 2.0
+                failures += 1
+                wait = min(2.0 * 2 ** (failures - 1), 30.0)
+                log.warning("background_deferred", error=str(exc), retry_in_s=wait)
             except Exception:
-                log.exception("background_failed")
-                wait = 5.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(wait, 0.05))
+                failures += 1
+                wait = min(5.0 * 2 ** (failures - 1), 60.0)
+                log.exception("background_failed", retry_in_s=wait)
+            await _first_of(stop, wake, max(wait, 0.05))
 
     async def _retry_pass(self) -> float:
         next_due = await self.service.resend_due()
         if next_due is None:
-            return 5.0
-        return min(max(next_due - self.clock.now().timestamp(), 0.05), 5.0)
+            return 60.0  # nothing pending: a new send wakes the loop
+        return min(max(next_due - self.clock.now().timestamp(), 0.05), 60.0)
 
     async def _flush_marks(self, stop: asyncio.Event) -> None:
         """Persist publication marks soon after each settle: a crash then loses at most a
@@ -127,7 +141,9 @@ class Node:
             async with asyncio.TaskGroup() as group:
                 for consumer in self.consumers:
                     group.create_task(consumer.run())
-                group.create_task(self._every(stop, self._retry_pass))
+                group.create_task(
+                    self._every(stop, self._retry_pass, self.service.schedule_changed)
+                )
                 group.create_task(self._every(stop, self._relay_pass))
                 group.create_task(self._flush_marks(stop))
                 await stop.wait()
@@ -165,3 +181,15 @@ class Node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         return stop
+
+
+async def _first_of(stop: asyncio.Event, wake: asyncio.Event | None, within: float) -> None:
+    """Wait until ``stop`` or ``wake`` is set, or ``within`` seconds pass."""
+    waiters = {asyncio.ensure_future(stop.wait())}
+    if wake is not None:
+        waiters.add(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

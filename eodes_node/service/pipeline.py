@@ -25,8 +25,10 @@ from eodes_node.core.plan import (
     records,
 )
 from eodes_node.core.work import Delivery, Facts, FactsQuery, Publication, UnitOfWork
+from eodes_node.errors import StoreUnavailable
 from eodes_node.ports import Clock, NodeStore, Transport
 from eodes_node.service.effects import log_notes, render
+from eodes_node.service.gate import StoreGate
 from eodes_node.service.outbox import OutboxPublisher
 from eodes_node.service.retries import Resender
 from eodes_node.topology import Topology
@@ -77,6 +79,9 @@ class NodeService:
         )
         # Set when publication marks wait in memory; the runtime flushes them soon.
         self.flush_wanted = asyncio.Event()
+        # Set when a commit scheduled a resend: the resend loop recomputes its wait.
+        self.schedule_changed = asyncio.Event()
+        self.gate = StoreGate()
 
     async def handle_inbound(self, batch: Sequence[Delivery]) -> Bound:
         now = self.clock.now()
@@ -88,7 +93,7 @@ class NodeService:
 
     async def handle_records(self, batch: Sequence[Delivery]) -> Bound:
         now = self.clock.now()
-        prepared = records.prepare(list(batch), self.id, now, self.limits.max_message_bytes)
+        prepared = records.prepare(list(batch), self.id, now, self.limits.max_record_bytes)
         return await self._decide_and_commit(
             records.query(prepared),
             lambda facts: records.plan(prepared, facts, self.id, now, self.policy),
@@ -96,7 +101,7 @@ class NodeService:
 
     async def handle_feedback(self, batch: Sequence[Delivery]) -> Bound:
         now = self.clock.now()
-        prepared = feedback.prepare(list(batch), self.limits.max_message_bytes)
+        prepared = feedback.prepare(list(batch), self.limits.max_record_bytes)
         return await self._decide_and_commit(
             feedback.query(prepared),
             lambda facts: feedback.plan(prepared, facts, self.id, now, self.policy),
@@ -105,11 +110,17 @@ class NodeService:
     async def _decide_and_commit(self, query: FactsQuery, plan: Callable[[Facts], Plan]) -> Bound:
         """Decide and commit; publish what is free in the background; return the bound
         local publications the runtime publishes in one broker transaction with the acks."""
-        async with self._lock:
-            facts = await self.store.facts(query) if query else Facts()
-            decided = plan(facts)
-            items = await self._commit_plan(decided)
-            again = await self.store.bound_unpublished(decided.reissue)
+        await self.gate.wait()
+        try:
+            async with self._lock:
+                facts = await self.store.facts(query) if query else Facts()
+                decided = plan(facts)
+                items = await self._commit_plan(decided)
+                again = await self.store.bound_unpublished(decided.reissue)
+        except StoreUnavailable as exc:
+            self.gate.failed(exc)
+            raise
+        self.gate.succeeded()
         free = [(i, p) for i, p in items if p.bound_to is None]
         if free:
             self.publisher.publish_soon(free)
@@ -129,6 +140,8 @@ class NodeService:
         )
         ids = await self.store.commit(unit) if unit else []
         log_notes(decided.notes, self.id.partner)
+        if any(row.next_attempt_at is not None for row in unit.outbound):
+            self.schedule_changed.set()
         return list(zip(ids, unit.publications, strict=True))
 
     async def published(self, ids: Sequence[int]) -> None:

@@ -46,13 +46,16 @@ class Resender:
             due = await self.schedule.due(now, limit)
             exhausted = [d for d in due if d.attempts >= self.policy.max_attempts]
             published = await self._fail(exhausted) if exhausted else []
+            resend = [d for d in due if d.attempts < self.policy.max_attempts]
+            if resend:
+                # The attempt is counted before it is made: when this commit fails nothing
+                # is sent, so the retry budget holds whatever fails.
+                await self.store.commit(
+                    UnitOfWork(outbound_updates=self._next_attempts(resend, now))
+                )
         if published:
             await self.publisher.publish(published)
-        resend = [d for d in due if d.attempts < self.policy.max_attempts]
         await asyncio.gather(*(self._attempt(d) for d in resend))
-        if resend:
-            # Guarded by status = 'pending' in the store: a receipt that came meanwhile wins.
-            await self.store.commit(UnitOfWork(outbound_updates=self._next_attempts(resend, now)))
         if len(due) == limit:
             return now
         return await self.schedule.next_due_at()

@@ -239,11 +239,33 @@ async def test_duplicates_and_replays_get_the_identical_receipt_once_delivered(
     wire = await pair.kr.wiretap.wait_count(3)
     assert wire[1].body == wire[2].body == first[0].body
     assert len(pair.cn.clearance.messages) == 1
-    # The submission itself repeated by the issuing system is not sent again.
+    # The submission itself repeated by the issuing system is not sent again: counted on
+    # the wire, since CN would refuse a second copy anyway. A resend reuses the first
+    # message id; a second send of the record would carry a new one.
     await pair.kr.submit([record])
-    await pair.kr.submit(records(1, seed=99))
+    (later,) = records(1, seed=99)
+    await pair.kr.submit([later])
     await pair.cn.clearance.wait_count(2)
+    await pair.cn.wiretap.wait_for(lambda ms: number(later) in _numbers_on_wire(ms))
+    ids = {
+        m.message_id
+        for m in pair.cn.wiretap.messages
+        if m.type == "coo" and _number_of_envelope(m.body) == number(record)
+    }
+    assert ids == {message_id}
     assert len(pair.cn.clearance.messages) == 2
+
+
+def _number_of_envelope(token: bytes) -> str:
+    import base64
+
+    part = token.split(b".")[1]
+    payload = orjson.loads(base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4)))
+    return str(payload["certificate"]["header"]["certificate_number"])
+
+
+def _numbers_on_wire(messages: list[Any]) -> set[str]:
+    return {_number_of_envelope(m.body) for m in messages if m.type == "coo"}
 
 
 async def test_same_id_with_other_content_is_refused(pair: NodePair) -> None:

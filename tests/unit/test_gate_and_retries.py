@@ -1,0 +1,94 @@
+"""Backing off while the store fails, and a retry budget that holds whatever fails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from eodes_node.core.records import as_json_dict
+from eodes_node.errors import StoreUnavailable
+from eodes_node.samples import SampleFactory
+from eodes_node.service.gate import StoreGate
+from eodes_node.testing.services import START, ServicePair
+
+
+class Ticking:
+    """A monotonic clock and a sleep that only advances it: pauses are exact."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
+def record(seed: int = 1) -> dict[str, Any]:
+    return as_json_dict(SampleFactory("KCFTA", seed=seed, issue_date=START.date()).certificate())
+
+
+async def test_the_gate_pauses_longer_after_each_failure_up_to_the_cap() -> None:
+    t = Ticking()
+    gate = StoreGate(first_s=0.5, cap_s=3.0, sleep=t.sleep, monotonic=t.monotonic)
+    await gate.wait()
+    assert t.slept == []
+    delays = [gate.failed(StoreUnavailable("disk full")) for _ in range(5)]
+    assert delays == [0.5, 1.0, 2.0, 3.0, 3.0]
+    await gate.wait()
+    assert t.slept == [3.0]
+    gate.succeeded()
+    await gate.wait()
+    assert t.slept == [3.0]
+
+
+async def test_batches_wait_out_the_pause_after_a_store_failure() -> None:
+    pair = ServicePair()
+    t = Ticking()
+    pair.kr.svc.gate = StoreGate(first_s=0.2, cap_s=1.0, sleep=t.sleep, monotonic=t.monotonic)
+    pair.kr.store.fail_next_commits(3)
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable):
+            await pair.kr.submit([record()])
+    await pair.kr.submit([record()])
+    assert t.slept == [0.2, 0.4, 0.8]
+    assert len(pair.kr.take_outgoing()) == 1
+
+
+async def test_nothing_is_logged_as_done_when_its_commit_failed() -> None:
+    pair = ServicePair()
+    pair.kr.store.fail_next_commits(1)
+    with capture_logs() as logs, pytest.raises(StoreUnavailable):
+        await pair.kr.submit([record()])
+    assert [e["event"] for e in logs if e["event"] == "record_accepted"] == []
+    with capture_logs() as logs:
+        await pair.kr.submit([record()])
+    assert [e["event"] for e in logs].count("record_accepted") == 1
+
+
+async def test_a_resend_whose_attempt_cannot_be_counted_is_not_sent() -> None:
+    pair = ServicePair()
+    await pair.kr.submit([record()])
+    pair.kr.take_outgoing()
+    budget = pair.kr.retry.max_attempts
+    sends = 1
+    # The store fails every other pass: each resend still spends one attempt.
+    for i in range(budget * 4):
+        if pair.kr.events("failed"):
+            break
+        pair.clock.advance(10)
+        if i % 2 == 0:
+            pair.kr.store.fail_next_commits(1)
+            with pytest.raises(StoreUnavailable):
+                await pair.kr.svc.resend_due()
+            assert pair.kr.take_outgoing() == []
+        else:
+            await pair.kr.svc.resend_due()
+            sends += len(pair.kr.take_outgoing())
+    assert sends == budget
+    assert pair.kr.events("failed")
