@@ -13,17 +13,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aio_pika
+import aiormq
+import orjson
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from structlog.testing import capture_logs
 
-from eodes_node.adapters.amqp import AmqpBroker, delivery_of, settle_batch
-from eodes_node.errors import TransientError
+from eodes_node.adapters.amqp import (
+    AmqpBroker,
+    BrokerLink,
+    QueueProbe,
+    Result,
+    broker_errors,
+    delivery_of,
+    settle_batch,
+)
+from eodes_node.errors import BrokerUnavailable, TransientError
 from eodes_node.ports import Delivery, Publication
 from eodes_node.topology import Topology
 
 pytestmark = pytest.mark.broker
 
-VHOST_URL = "amqp://guest:guest@127.0.0.1:5672/eodes-test-kr"
+VHOST = "eodes-test-kr"
+VHOST_URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 TIMEOUT_S = 5.0
 
 
@@ -123,17 +135,35 @@ def handoff(queue: str) -> Publication:
     return Publication(queue, BODY, "p-1", "event.test", bound_to="m-1")
 
 
+async def settle(
+    channel: AbstractChannel,
+    deliveries: Sequence[Delivery],
+    publications: Sequence[Publication],
+    *,
+    ack: bool,
+    select: bool = True,
+) -> Result:
+    underlay = await channel.get_underlay_channel()
+    outcome = await settle_batch(
+        underlay,
+        deliveries,
+        publications,
+        ack=ack,
+        timeout_s=TIMEOUT_S,
+        probe=QueueProbe(TIMEOUT_S),
+        select=select,
+    )
+    return outcome.result
+
+
 async def test_settle_publishes_and_acks_in_one_transaction(broker: Broker) -> None:
     source, target = await broker.queues("source", "target")
     await broker.put(source, "m-1")
     channel = await broker.settling_channel()
     delivery = await broker.take(channel, source)
 
-    settled = await settle_batch(
-        channel, [delivery], [handoff(target)], ack=True, timeout_s=TIMEOUT_S
-    )
+    assert await settle(channel, [delivery], [handoff(target)], ack=True) is Result.DONE
 
-    assert settled
     await channel.close()  # an unacked delivery would now be back in its queue
     assert await broker.ready(source) == 0
     [handed] = await broker.take_all(target)
@@ -146,11 +176,11 @@ async def test_a_requeued_delivery_comes_back_redelivered(broker: Broker) -> Non
     channel = await broker.settling_channel()
     first = await broker.take(channel, source)
 
-    assert await settle_batch(channel, [first], [], ack=False, timeout_s=TIMEOUT_S)
+    assert await settle(channel, [first], [], ack=False) is Result.DONE
 
     again = await broker.take(channel, source)
     assert (again.message_id, first.redelivered, again.redelivered) == ("m-1", False, True)
-    assert await settle_batch(channel, [again], [], ack=True, timeout_s=TIMEOUT_S, select=False)
+    assert await settle(channel, [again], [], ack=True, select=False) is Result.DONE
 
 
 async def test_settling_on_a_closed_channel_publishes_nothing(broker: Broker) -> None:
@@ -160,11 +190,8 @@ async def test_settling_on_a_closed_channel_publishes_nothing(broker: Broker) ->
     delivery = await broker.take(channel, source)
     await channel.close()
 
-    settled = await settle_batch(
-        channel, [delivery], [handoff(target)], ack=True, timeout_s=TIMEOUT_S
-    )
+    assert await settle(channel, [delivery], [handoff(target)], ack=True) is Result.GONE
 
-    assert not settled
     assert await broker.ready(target) == 0
     assert await broker.ready(source) == 1  # the broker redelivers it
 
@@ -175,29 +202,103 @@ async def test_deliveries_from_another_channel_are_left_alone(broker: Broker) ->
     taken_on, settled_on = await broker.settling_channel(), await broker.settling_channel()
     delivery = await broker.take(taken_on, source)
 
-    settled = await settle_batch(
-        settled_on, [delivery], [handoff(target)], ack=True, timeout_s=TIMEOUT_S
-    )
+    result = await settle(settled_on, [delivery], [handoff(target)], ack=True)
 
-    assert not settled
+    assert result is Result.GONE
     assert await broker.ready(target) == 0
     await taken_on.close()
     assert await broker.ready(source) == 1
 
 
-class Handler:
-    """Records every batch; ``fail`` decides what, if anything, a batch raises."""
+async def test_a_hand_off_to_a_missing_queue_is_rolled_back_and_requeued_at_once(
+    broker: Broker,
+) -> None:
+    """In a transaction RabbitMQ returns an unroutable publish only with the commit, acks
+    included: without a check first, the hand-off is lost and its delivery acked."""
+    [source] = await broker.queues("source")
+    missing = f"test.settle.{secrets.token_hex(4)}.missing"
+    await broker.put(source, "m-1")
+    channel = await broker.settling_channel()
+    delivery = await broker.take(channel, source)
 
-    def __init__(self, fail: Callable[[int, Sequence[Delivery]], Exception | None]) -> None:
+    assert await settle(channel, [delivery], [handoff(missing)], ack=True) is Result.REFUSED
+
+    # Back in the queue now, on a channel still open: no prefetch slot held until it closes.
+    assert await broker.ready(source) == 1
+    again = await broker.take(channel, source)
+    assert again.redelivered
+    [target] = await broker.queues("target")
+    assert await settle(channel, [again], [handoff(target)], ack=True) is Result.DONE
+    assert [m.body for m in await broker.take_all(target)] == [BODY]
+    await channel.close()
+    assert await broker.ready(source) == 0
+
+
+async def test_broker_errors_become_broker_unavailable_and_bugs_pass_through() -> None:
+    closed = pytest.raises(BrokerUnavailable, match=r"publishing: .*CONNECTION_FORCED")
+    with closed, broker_errors("publishing"):
+        raise aiormq.exceptions.ConnectionClosed(320, "CONNECTION_FORCED")
+    # A RuntimeError is a bug of ours (aio-pika's one legitimate use is checked before the
+    # call): translated, it would be retried forever as if the broker were down.
+    with pytest.raises(RuntimeError, match="a bug"), broker_errors("publishing"):
+        raise RuntimeError("a bug")
+
+
+async def test_concurrent_publishes_open_one_channel(broker: Broker) -> None:
+    [target] = await broker.queues("target")
+    name = f"test amqp link {secrets.token_hex(4)}"
+    link = BrokerLink(VHOST_URL, name=name, timeout_s=TIMEOUT_S, reconnect_s=0.5)
+    try:
+        await asyncio.gather(
+            *(link.publish("", target, BODY, message_id=f"p-{i}", kind="t") for i in range(20))
+        )
+        assert await broker.ready(target) == 20
+        assert await channels_of(name) == [1], "publishes opened channels and leaked them"
+    finally:
+        await link.close()
+
+
+async def channels_of(connection_name: str) -> list[int]:
+    """The broker's count of open channels on each connection of that client-given name."""
+    listed = await rabbitmqctl(
+        "list_connections", "-p", VHOST, "client_properties", "channels", "--no-table-headers"
+    )
+    tag = f'{{"connection_name","{connection_name}"}}'
+    return [int(line.rsplit("\t", 1)[1]) for line in listed.splitlines() if tag in line]
+
+
+async def rabbitmqctl(*args: str) -> str:
+    """The shared broker's view; only reads here, nothing of anyone else's is touched."""
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", "-q", *args, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, f"rabbitmqctl {' '.join(args)} exited {process.returncode}"
+    return out.decode()
+
+
+Bound = list[tuple[int, Publication]]
+
+
+class Handler:
+    """Records every batch; ``fail`` decides what, if anything, a batch raises, and
+    ``local`` what it hands off."""
+
+    def __init__(
+        self,
+        fail: Callable[[int, Sequence[Delivery]], Exception | None],
+        local: Callable[[Sequence[Delivery]], Bound] = lambda _: [],
+    ) -> None:
         self.fail = fail
+        self.local = local
         self.batches: list[list[tuple[str | None, bool]]] = []
 
-    async def __call__(self, batch: Sequence[Delivery]) -> list[tuple[int, Publication]]:
+    async def __call__(self, batch: Sequence[Delivery]) -> Bound:
         self.batches.append([(d.message_id, d.redelivered) for d in batch])
         error = self.fail(len(self.batches), batch)
         if error is not None:
             raise error
-        return []
+        return self.local(batch)
 
     def seen(self, message_id: str, *, redelivered: bool) -> int:
         return sum(entry == (message_id, redelivered) for b in self.batches for entry in b)
@@ -230,7 +331,12 @@ async def amqp(broker: Broker) -> AsyncIterator[tuple[AmqpBroker, Topology]]:
 
 
 async def consume_until(
-    broker: Broker, adapter: AmqpBroker, queue: str, handler: Handler, done: Callable[[], bool]
+    broker: Broker,
+    adapter: AmqpBroker,
+    queue: str,
+    handler: Handler,
+    done: Callable[[], bool | Awaitable[bool]],
+    published: Callable[[Sequence[int]], Awaitable[None]] | None = None,
 ) -> None:
     """Run a consumer on ``queue`` until ``done``, stop it once idle, and close the link
     (anything left unacked is then back in the queue)."""
@@ -238,7 +344,7 @@ async def consume_until(
     async def all_pushed_to_us() -> bool:
         return await broker.ready(queue) == 0
 
-    consumer = await adapter.consume(queue, handler, published=_ignore_marks)
+    consumer = await adapter.consume(queue, handler, published=published or _ignore_marks)
     # Everything is pushed to us before the first batch starts: the batch is then all of it.
     await until(all_pushed_to_us)
     running = asyncio.create_task(consumer.run())
@@ -296,17 +402,113 @@ async def test_a_redelivered_poison_message_is_dead_lettered_and_its_neighbours_
     def neighbours_handled_alone() -> bool:
         return all(handler.seen(m, redelivered=True) >= 2 for m in ("m-a", "m-c"))
 
-    await consume_until(broker, adapter, queue, handler, neighbours_handled_alone)
+    with capture_logs() as logs:
+        await consume_until(broker, adapter, queue, handler, neighbours_handled_alone)
 
     assert sorted(handler.batches[1]) == [("m-a", True), ("m-c", True), ("m-poison", True)]
-    parked: list[AbstractIncomingMessage] = []
-
-    async def dead_lettered() -> bool:
-        parked.extend(await broker.take_all(dead))
-        return bool(parked)
-
-    await until(dead_lettered)
+    parked = await taken(broker, dead)
     assert [m.message_id for m in parked] == ["m-poison"]
     reason = parked[0].headers["x-eodes-reason"]
     assert reason == "internal error: ValueError('cannot handle this one')"
     assert await broker.ready(queue) == 0
+    # The local systems are told, in the shape of every other event.
+    [event] = await taken(broker, topology.events)
+    assert event.type == "event.internal_error"
+    body = orjson.loads(event.body)
+    assert (body["event"], body["partner"], set(body)) == (
+        "internal_error",
+        "CN",
+        {"event", "partner", "at", "items"},
+    )
+    [item] = body["items"]
+    assert (item["message_id"], item["kind"], item["certificate_number"]) == (
+        "m-poison",
+        "test",
+        None,
+    )
+    assert "ValueError('cannot handle this one')" in item["text"]
+    assert dead in item["text"]
+    [line] = [e for e in logs if e["event"] == "poison_message_dead_lettered"]
+    assert (line["log_level"], line["message_id"], line["dead_letter_queue"]) == (
+        "error",
+        "m-poison",
+        dead,
+    )
+
+
+async def taken(broker: Broker, queue: str) -> list[AbstractIncomingMessage]:
+    """What ``queue`` holds, once something is there (a settle commits asynchronously)."""
+    got: list[AbstractIncomingMessage] = []
+
+    async def something() -> bool:
+        got.extend(await broker.take_all(queue))
+        return bool(got)
+
+    await until(something)
+    return got
+
+
+async def test_a_hand_off_to_a_deleted_queue_holds_its_delivery_until_the_queue_is_back(
+    broker: Broker, amqp: tuple[AmqpBroker, Topology]
+) -> None:
+    adapter, topology = amqp
+    queue, clearance = topology.inbound_queue, topology.clearance
+    channel = await broker.connection.channel()
+    await channel.queue_delete(clearance)  # an operator's mistake, under a running node
+    await broker.put(queue, "m-1")
+    marks: list[Sequence[int]] = []
+
+    async def published(ids: Sequence[int]) -> None:
+        marks.append(ids)
+
+    handler = Handler(lambda *_: None, lambda _: [(7, handoff(clearance))])
+
+    async def handed_off() -> bool:
+        if handler.seen("m-1", redelivered=True) >= 2 and not await_declared[0]:
+            # Refused twice, never acked (an acked delivery does not come back): now the
+            # queue is declared again, and the hand-off must arrive, once.
+            await channel.declare_queue(clearance, durable=True)
+            await_declared[0] = True
+        return bool(marks)
+
+    await_declared = [False]
+    with capture_logs() as logs:
+        await consume_until(broker, adapter, queue, handler, handed_off, published)
+
+    assert [m.body for m in await taken(broker, clearance)] == [BODY]
+    assert marks == [[7]]
+    assert await broker.ready(queue) == 0
+    refusals = [e for e in logs if e["event"] == "settle_refused"]
+    assert len(refusals) >= 2
+    assert all(e["log_level"] == "warning" for e in refusals)
+    assert f"no queue '{clearance}'" in refusals[0]["reason"]
+    assert refusals[0]["message_ids"] == ["m-1"]
+    await channel.close()
+
+
+async def test_a_failing_publication_mark_does_not_stop_the_consumer(
+    broker: Broker, amqp: tuple[AmqpBroker, Topology]
+) -> None:
+    adapter, topology = amqp
+    queue, target = topology.outbound_feedback, topology.issuing
+    await broker.put(queue, "m-1")
+    calls: list[Sequence[int]] = []
+
+    async def published(ids: Sequence[int]) -> None:
+        calls.append(ids)
+        if len(calls) == 1:
+            raise RuntimeError("the store's marks failed in a way nobody expected")
+        await asyncio.sleep(0)
+
+    async def second_handled() -> bool:
+        if len(calls) == 1 and not sent[0]:
+            sent[0] = True
+            await broker.put(queue, "m-2")
+        return len(calls) == 2
+
+    sent = [False]
+    handler = Handler(lambda *_: None, lambda batch: [(len(calls) + 1, handoff(target))])
+    await consume_until(broker, adapter, queue, handler, second_handled, published)
+
+    assert calls == [[1], [2]]
+    assert len(await taken(broker, target)) == 2

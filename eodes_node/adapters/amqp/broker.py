@@ -15,8 +15,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from eodes_node.adapters.amqp.consumer import AmqpConsumer
-from eodes_node.adapters.amqp.link import BROKER_ERRORS, BrokerLink
-from eodes_node.errors import BrokerUnavailable
+from eodes_node.adapters.amqp.link import BrokerLink, broker_errors, open_channel
 from eodes_node.ports import BatchHandler
 from eodes_node.topology import Topology
 
@@ -58,19 +57,24 @@ class AmqpBroker:
         """Declare our exchanges and queues (idempotent)."""
         connection = await self.local.connect()
         t = self.topology
+        what = "cannot declare topology"
+        channel = await open_channel(connection, self.timeout_s, what=what)
+        timeout = self.timeout_s
         try:
-            channel = await asyncio.wait_for(connection.channel(), self.timeout_s)
-            exchange = await channel.declare_exchange(
-                t.inbound_exchange, aio_pika.ExchangeType.DIRECT, durable=True
-            )
-            for name in t.local_queues():
-                await channel.declare_queue(name, durable=True)
-                await channel.declare_queue(t.dead_letter(name), durable=True)
-            inbound = await channel.declare_queue(t.inbound_queue, durable=True)
-            await inbound.bind(exchange, routing_key=t.partner)
-            await channel.close()
-        except BROKER_ERRORS as exc:
-            raise BrokerUnavailable(f"cannot declare topology: {exc!r}") from None
+            with broker_errors(what):
+                exchange = await channel.declare_exchange(
+                    t.inbound_exchange, aio_pika.ExchangeType.DIRECT, durable=True, timeout=timeout
+                )
+                for name in t.local_queues():
+                    await channel.declare_queue(name, durable=True, timeout=timeout)
+                    await channel.declare_queue(t.dead_letter(name), durable=True, timeout=timeout)
+                inbound = await channel.declare_queue(
+                    t.inbound_queue, durable=True, timeout=timeout
+                )
+                await inbound.bind(exchange, routing_key=t.partner, timeout=timeout)
+        finally:
+            with contextlib.suppress(Exception):  # left open, it would be restored for nothing
+                await asyncio.wait_for(channel.close(), timeout)
 
     async def consume(
         self,
@@ -81,26 +85,27 @@ class AmqpBroker:
     ) -> AmqpConsumer:
         """Consume on a channel of its own, without confirms: it settles in transactions."""
         connection = await self.local.connect()
-        try:
-            channel = await asyncio.wait_for(
-                connection.channel(publisher_confirms=False), self.timeout_s
-            )
-            await channel.set_qos(prefetch_count=self.prefetch)
-            declared = await channel.declare_queue(queue, durable=True)
+        what = f"cannot consume {queue}"
+        channel = await open_channel(
+            connection, self.timeout_s, what=what, publisher_confirms=False
+        )
+        self._channels.append(channel)
+        with broker_errors(what):
+            await channel.set_qos(prefetch_count=self.prefetch, timeout=self.timeout_s)
+            declared = await channel.declare_queue(queue, durable=True, timeout=self.timeout_s)
             consumer = AmqpConsumer(
                 queue,
                 channel,
                 handler,
                 published=published,
                 dead_letter_queue=self.topology.dead_letter(queue),
+                events_queue=self.topology.events,
+                partner=self.topology.partner,
                 batch_max=self.batch_max,
                 batch_wait_s=self.batch_wait_s,
                 timeout_s=self.timeout_s,
             )
-            tag = await declared.consume(consumer.on_message, no_ack=False)
-        except BROKER_ERRORS as exc:
-            raise BrokerUnavailable(f"cannot consume {queue}: {exc!r}") from None
-        self._channels.append(channel)
+            tag = await declared.consume(consumer.on_message, no_ack=False, timeout=self.timeout_s)
         self._consumers.append((declared, tag))
         return consumer
 

@@ -2,22 +2,39 @@
 
 ``AmqpConsumer._settle`` is the only code that acks or requeues a delivery. It runs after
 the handler has committed what the batch caused, and acks in the same broker transaction
-that publishes the batch's local hand-offs.
+that publishes the batch's local hand-offs. Nothing a batch meets ends ``run``: a broker
+or store failure leaves the batch to the broker, a bug is logged and the batch goes back
+(or, failing again, to its dead-letter queue with an event).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aiormq.abc import AbstractChannel as Underlay
 
-from eodes_node.adapters.amqp.settle import settle_batch
+from eodes_node.adapters.amqp.link import (
+    BROKER_ERRORS,
+    LINK_FAILURES,
+    cancelled_by_the_link,
+    reraise_cancellation,
+)
+from eodes_node.adapters.amqp.poison import dead_letter, internal_error_event, reason_of
+from eodes_node.adapters.amqp.probe import QueueProbe
+from eodes_node.adapters.amqp.settle import Outcome, Result, channel_of, settle_batch
 from eodes_node.errors import TransientError
 from eodes_node.ports import BatchHandler, Delivery, Publication
 
 log = structlog.get_logger("eodes_node.adapters.amqp")
+
+# After a settle the broker refused, wait before the next batch: the same deliveries
+# come straight back, and a missing queue is not re-declared in a millisecond.
+PAUSE_FIRST_S = 0.25
+PAUSE_MAX_S = 5.0
 
 
 def delivery_of(message: AbstractIncomingMessage) -> Delivery:
@@ -31,17 +48,8 @@ def delivery_of(message: AbstractIncomingMessage) -> Delivery:
     )
 
 
-def poison_publication(delivery: Delivery, dead_letter_queue: str, exc: Exception) -> Publication:
-    """Parks a message the handler keeps failing on, with the reason, for a human to see."""
-    return Publication(
-        dead_letter_queue,
-        delivery.body,
-        delivery.message_id or "unknown",
-        delivery.kind or "unknown",
-        {"x-eodes-reason": f"internal error: {exc!r}"},
-        "application/octet-stream",
-        bound_to="poison",
-    )
+def _ids(deliveries: Sequence[Delivery]) -> list[str | None]:
+    return [d.message_id for d in deliveries]
 
 
 class AmqpConsumer:
@@ -55,6 +63,8 @@ class AmqpConsumer:
         *,
         published: Callable[[Sequence[int]], Awaitable[None]],
         dead_letter_queue: str,
+        events_queue: str,
+        partner: str,
         batch_max: int,
         batch_wait_s: float,
         timeout_s: float,
@@ -64,11 +74,15 @@ class AmqpConsumer:
         self.handler = handler
         self.published = published
         self.dead_letter_queue = dead_letter_queue
+        self.events_queue = events_queue
+        self.partner = partner
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
         self.timeout_s = timeout_s
-        self._tainted: object = None
-        self._transactional: object = None  # the underlying channel already in tx mode
+        self.probe = QueueProbe(timeout_s)
+        self._selected: Underlay | None = None  # the underlying channel already in tx mode
+        self._held: Underlay | None = None  # a live channel that may hold unsettled deliveries
+        self._pause_s = 0.0
         self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()
@@ -78,6 +92,11 @@ class AmqpConsumer:
         # A coroutine: aio-pika runs a task per delivery either way, and for a plain
         # function it adds a wrapper and a DeprecationWarning on every delivery.
         self._buffer.put_nowait(message)
+
+    @property
+    def buffered(self) -> int:
+        """Deliveries received and not yet taken into a batch."""
+        return self._buffer.qsize()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -92,9 +111,25 @@ class AmqpConsumer:
                 return
             self._idle.clear()
             try:
-                await self._process([delivery_of(m) for m in batch])
+                # Deliveries of a channel that closed meanwhile are the broker's again.
+                live = [d for d in map(delivery_of, batch) if channel_of(d) is not None]
+                if live:
+                    await self._guarded(live)
             finally:
                 self._idle.set()
+            await self._pause()
+
+    async def _guarded(self, deliveries: list[Delivery]) -> None:
+        try:
+            await self._process(deliveries)
+        except asyncio.CancelledError:
+            if not cancelled_by_the_link():
+                raise
+            log.warning("batch_interrupted", queue=self.queue, message_ids=_ids(deliveries))
+        except Exception:
+            log.exception("consumer_fault", queue=self.queue, message_ids=_ids(deliveries))
+            # Some of the batch may be unsettled: closing the channel gives it all back.
+            await self._reset_channel()
 
     async def _next_batch(self) -> list[AbstractIncomingMessage]:
         getter = asyncio.ensure_future(self._buffer.get())
@@ -114,6 +149,11 @@ class AmqpConsumer:
             batch.append(self._buffer.get_nowait())
         return batch
 
+    async def _pause(self) -> None:
+        if self._pause_s:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._pause_s)
+
     async def _process(self, deliveries: list[Delivery]) -> None:
         try:
             local = await self.handler(deliveries)
@@ -122,7 +162,9 @@ class AmqpConsumer:
             await self._settle(deliveries, [], ack=False)
             return
         except Exception:
-            log.exception("batch_failed", queue=self.queue, size=len(deliveries))
+            log.exception(
+                "batch_failed", queue=self.queue, size=len(deliveries), message_ids=_ids(deliveries)
+            )
             await self._isolate(deliveries)
             return
         await self._settle(deliveries, local, ack=True)
@@ -142,16 +184,41 @@ class AmqpConsumer:
     async def _give_up_or_retry(self, delivery: Delivery, exc: Exception) -> None:
         # A first failure may be a fluke; failing again on redelivery means it never works.
         if not delivery.redelivered:
+            log.warning(
+                "message_failed_once",
+                queue=self.queue,
+                message_id=delivery.message_id,
+                kind=delivery.kind,
+                error=reason_of(exc),
+                note="requeued for one more try",
+            )
             await self._settle([delivery], [], ack=False)
             return
         log.error(
             "poison_message_dead_lettered",
             queue=self.queue,
             message_id=delivery.message_id,
+            kind=delivery.kind,
+            dead_letter_queue=self.dead_letter_queue,
+            error=reason_of(exc),
             exc_info=exc,
         )
-        poison = poison_publication(delivery, self.dead_letter_queue, exc)
-        await self._settle([delivery], [(0, poison)], ack=True)
+        event = internal_error_event(
+            delivery,
+            events_queue=self.events_queue,
+            dead_letter_queue=self.dead_letter_queue,
+            partner=self.partner,
+            exc=exc,
+        )
+        parked = dead_letter(delivery, self.dead_letter_queue, exc)
+        await self._settle([delivery], [(0, parked), (0, event)], ack=True)
+
+    async def _underlay(self) -> Underlay | None:
+        try:
+            return await asyncio.wait_for(self.channel.get_underlay_channel(), self.timeout_s)
+        except LINK_FAILURES as exc:
+            reraise_cancellation(exc)
+            return None
 
     async def _settle(
         self,
@@ -160,35 +227,62 @@ class AmqpConsumer:
         *,
         ack: bool,
     ) -> None:
-        try:
-            underlay: object = await asyncio.wait_for(
-                self.channel.get_underlay_channel(), self.timeout_s
-            )
-        except Exception:  # noqa: BLE001 - settle_batch reports the failure below
-            underlay = None
-        done = await settle_batch(
-            self.channel,
-            deliveries,
-            [p for _, p in local],
-            ack=ack,
-            timeout_s=self.timeout_s,
-            multiple=underlay is not None and underlay is not self._tainted,
-            select=underlay is None or underlay is not self._transactional,
-        )
-        if not done:
-            # Deliveries left unsettled on a live channel must not be swept up by a later
-            # multiple ack: their local hand-offs were rolled back with the transaction.
-            self._tainted = underlay
-            log.warning(
-                "settle_lost",
-                queue=self.queue,
-                count=len(deliveries),
+        underlay = await self._underlay()
+        if underlay is None:
+            outcome = Outcome(Result.GONE, "no channel to settle on")
+        else:
+            outcome = await settle_batch(
+                underlay,
+                deliveries,
+                [p for _, p in local],
                 ack=ack,
-                note="not settled; the broker redelivers and dedup absorbs it",
+                timeout_s=self.timeout_s,
+                probe=self.probe,
+                multiple=underlay is not self._held,
+                select=underlay is not self._selected,
             )
+        if outcome.done:
+            self._selected = underlay
+            self._pause_s = 0.0
+            await self._mark_published([i for i, _ in local if i])
             return
-        self._transactional = underlay
-        await self._mark_published([i for i, _ in local if i])
+        await self._not_settled(deliveries, outcome, underlay, ack=ack)
+
+    async def _not_settled(
+        self,
+        deliveries: Sequence[Delivery],
+        outcome: Outcome,
+        underlay: Underlay | None,
+        *,
+        ack: bool,
+    ) -> None:
+        log.warning(
+            "settle_refused" if outcome.result is not Result.GONE else "settle_lost",
+            queue=self.queue,
+            count=len(deliveries),
+            message_ids=_ids(deliveries),
+            ack=ack,
+            reason=outcome.reason,
+            note="not settled: the broker redelivers, and dedup absorbs what was done",
+        )
+        if outcome.result is Result.GONE:
+            return
+        self._pause_s = min(max(self._pause_s * 2, PAUSE_FIRST_S), PAUSE_MAX_S)
+        if outcome.result is Result.STUCK and underlay is not None:
+            await self._reset_channel(underlay)
+
+    async def _reset_channel(self, underlay: Underlay | None = None) -> None:
+        """Close the underlying channel: the broker takes back what it holds unsettled,
+        and the robust channel opens a new one and consumes again."""
+        underlay = underlay or await self._underlay()
+        if underlay is None or underlay.is_closed:
+            return
+        try:
+            await asyncio.wait_for(underlay.close(), self.timeout_s)
+        except BROKER_ERRORS as exc:
+            # Left open with deliveries unsettled: no multiple ack may sweep them up.
+            self._held = underlay
+            log.warning("channel_reset_failed", queue=self.queue, error=repr(exc))
 
     async def _mark_published(self, ids: list[int]) -> None:
         if not ids:
@@ -199,3 +293,6 @@ class AmqpConsumer:
             # Harmless: bound publications are never relayed, only re-issued if their
             # delivery comes back, and it will not: it was acked with them.
             log.warning("mark_published_failed", error=str(exc))
+        except Exception:
+            # Still harmless for the same reason, and no reason to stop consuming.
+            log.exception("mark_published_failed", queue=self.queue, count=len(ids))

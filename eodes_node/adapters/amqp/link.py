@@ -1,37 +1,95 @@
 """One broker connection with a confirming publish channel, and the error boundary.
 
-aio-pika and aiormq exceptions stop here: they become ``BrokerUnavailable``, so nothing
-above the adapter ever sees a broker library type.
+aio-pika and aiormq exceptions stop here: ``broker_errors`` turns them into
+``BrokerUnavailable``, so nothing above the adapter ever sees a broker library type.
+Only failures of the link are translated; anything else is a bug and passes unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import aio_pika
 import aiormq
+import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from eodes_node.errors import BrokerUnavailable
 
-# What a broker call can fail with when the link, not our code, is at fault.
+log = structlog.get_logger("eodes_node.adapters.amqp")
+
+# What a broker call can fail with when the link, not our code, is at fault. No bare
+# RuntimeError: its one legitimate use in aio-pika and aiormq (a channel asked of a
+# connection that is down) is told apart in ``open_channel``; any other one is a bug.
 BROKER_ERRORS: tuple[type[Exception], ...] = (
     TimeoutError,
     aiormq.exceptions.AMQPError,
     aiormq.exceptions.ChannelInvalidStateError,
     ConnectionError,
     OSError,
-    RuntimeError,
 )
 
-# Settling also meets aio-pika's "already processed" guard of an incoming message.
-SETTLE_ERRORS: tuple[type[Exception], ...] = (
-    *BROKER_ERRORS,
-    aio_pika.exceptions.MessageProcessError,
-)
+
+def cancelled_by_the_link() -> bool:
+    """A CancelledError nobody asked this task for: aiormq fails the calls pending on a
+    connection it closed that way (a stuck or forced-closed connection)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() == 0
+
+
+# What settling meets when the link fails; a CancelledError among them only when
+# ``cancelled_by_the_link``, which ``reraise_cancellation`` checks.
+LINK_FAILURES: tuple[type[BaseException], ...] = (*BROKER_ERRORS, asyncio.CancelledError)
+
+
+def reraise_cancellation(exc: BaseException) -> None:
+    """Raise ``exc`` again when it is a cancellation of this task, not a link failure."""
+    if isinstance(exc, asyncio.CancelledError) and not cancelled_by_the_link():
+        raise exc
+
+
+@contextlib.contextmanager
+def broker_errors(what: str) -> Iterator[None]:
+    """Translate a failure of the link into ``BrokerUnavailable`` naming ``what`` failed."""
+    try:
+        yield
+    except BROKER_ERRORS as exc:
+        raise BrokerUnavailable(f"{what}: {exc!r}") from None
+    except asyncio.CancelledError:
+        if not cancelled_by_the_link():
+            raise
+        raise BrokerUnavailable(f"{what}: the connection was closed under the call") from None
+
+
+def is_up(connection: AbstractRobustConnection) -> bool:
+    """Connected now. A robust connection that is reconnecting has no transport, or one
+    whose connection has closed: asking it for a channel raises a plain RuntimeError."""
+    transport = connection.transport
+    return (
+        transport is not None
+        and not transport.connection.is_closed
+        and connection.connected.is_set()
+    )
+
+
+async def open_channel(
+    connection: AbstractRobustConnection, timeout_s: float, *, what: str, **options: bool
+) -> AbstractChannel:
+    """A new channel, or ``BrokerUnavailable`` while the connection is down."""
+    down = BrokerUnavailable(f"{what}: the connection is down, reconnecting")
+    if not is_up(connection):
+        raise down
+    with broker_errors(what):
+        try:
+            return await asyncio.wait_for(connection.channel(**options), timeout_s)
+        except RuntimeError:
+            # The connection may have gone down since the check: then it is the link's.
+            if is_up(connection):
+                raise
+            raise down from None
 
 
 def frame_properties(
@@ -64,11 +122,14 @@ class BrokerLink:
         self.connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._lock = asyncio.Lock()
+        self._channel_lock = asyncio.Lock()
+        self._closing = False  # a close we asked for is no loss worth a warning
+        self._up = False
 
     async def connect(self) -> AbstractRobustConnection:
         async with self._lock:
             if self.connection is None or self.connection.is_closed:
-                try:
+                with broker_errors(f"{self.name}: cannot connect"):
                     self.connection = await asyncio.wait_for(
                         aio_pika.connect_robust(
                             self.url,
@@ -78,22 +139,52 @@ class BrokerLink:
                         ),
                         self.timeout_s,
                     )
-                except BROKER_ERRORS as exc:
-                    raise BrokerUnavailable(f"{self.name}: cannot connect: {exc!r}") from None
+                self._closing, self._up = False, True
+                self.connection.close_callbacks.add(self._on_lost)
+                self.connection.reconnect_callbacks.add(self._on_reconnected)
                 self._publish_channel = None
             return self.connection
 
+    def _on_lost(self, _: object, exc: BaseException | None = None) -> None:
+        # Called on every close, failed reconnect attempts included: one line per loss.
+        if self._closing or not self._up:
+            return
+        self._up = False
+        # aiormq closes a connection it found stuck with a bare CancelledError.
+        cause = f"{type(exc).__name__}: {exc}" if exc else "closed without a reason"
+        if isinstance(exc, asyncio.CancelledError):
+            cause = "no frame from the broker in time: the connection was stuck"
+        log.warning(
+            "broker_connection_lost",
+            link=self.name,
+            cause=cause,
+            reconnect_every_s=self.reconnect_s,
+        )
+
+    def _on_reconnected(self, _: object) -> None:
+        self._up = True
+        log.info("broker_reconnected", link=self.name)
+
     async def publish_channel(self) -> AbstractChannel:
+        """The confirming channel, opened once under the lock: concurrent publishes that
+        each found it closed would otherwise each open one and leak all but the last."""
         connection = await self.connect()
-        if self._publish_channel is None or self._publish_channel.is_closed:
-            try:
-                self._publish_channel = await asyncio.wait_for(
-                    connection.channel(publisher_confirms=True, on_return_raises=True),
-                    self.timeout_s,
-                )
-            except BROKER_ERRORS as exc:
-                raise BrokerUnavailable(f"{self.name}: cannot open a channel: {exc!r}") from None
-        return self._publish_channel
+        async with self._channel_lock:
+            channel = self._publish_channel
+            if channel is not None and not channel.is_closed:
+                return channel
+            self._publish_channel = await open_channel(
+                connection,
+                self.timeout_s,
+                what=f"{self.name}: cannot open a channel",
+                publisher_confirms=True,
+                on_return_raises=True,
+            )
+            if channel is not None:
+                # A robust channel would come back by itself after a reconnect, unused.
+                with contextlib.suppress(*BROKER_ERRORS):
+                    await asyncio.wait_for(channel.close(), self.timeout_s)
+            return self._publish_channel
 
     async def publish(
         self,
@@ -112,26 +203,26 @@ class BrokerLink:
         properties = frame_properties(
             message_id=message_id, kind=kind, headers=headers, content_type=content_type
         )
-        try:
+        with broker_errors(f"{self.name}: publish failed"):
             underlay = await asyncio.wait_for(channel.get_underlay_channel(), self.timeout_s)
-            await underlay.basic_publish(
-                body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=properties,
-                mandatory=True,
-                timeout=self.timeout_s,
-            )
-        except aio_pika.exceptions.PublishError as exc:
-            raise BrokerUnavailable(
-                f"{self.name}: unroutable: nothing bound to {exchange or '(default)'}"
-                f"/{routing_key} ({exc.__class__.__name__})"
-            ) from None
-        except BROKER_ERRORS as exc:
-            raise BrokerUnavailable(f"{self.name}: publish failed: {exc!r}") from None
+            try:
+                await underlay.basic_publish(
+                    body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    properties=properties,
+                    mandatory=True,
+                    timeout=self.timeout_s,
+                )
+            except aiormq.exceptions.PublishError:
+                raise BrokerUnavailable(
+                    f"{self.name}: unroutable: nothing bound to {exchange or '(default)'}"
+                    f"/{routing_key}"
+                ) from None
 
     async def close(self) -> None:
+        self._closing = True
         if self.connection is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # shutting down: nothing left to do
                 await asyncio.wait_for(self.connection.close(), self.timeout_s)
             self.connection = None

@@ -1,67 +1,121 @@
 """Settling a batch: its local hand-offs and its acks in one AMQP transaction.
 
-Either the publications and the acks all take effect, or none does and the broker
-redelivers; that is what makes each hand-off to the local systems happen exactly once.
+Either the publications and the acks all take effect, or none does and the deliveries
+go back to the broker; that is what makes each hand-off to the local systems happen
+exactly once. A settle never leaves a delivery unacked on a live channel without saying
+so: unsettled, it would hold a prefetch slot until the channel closes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
 
-from aio_pika.abc import AbstractChannel
+import aiormq
 from aiormq.abc import AbstractChannel as Underlay
 
-from eodes_node.adapters.amqp.link import SETTLE_ERRORS, frame_properties
+from eodes_node.adapters.amqp.link import (
+    BROKER_ERRORS,
+    LINK_FAILURES,
+    frame_properties,
+    reraise_cancellation,
+)
+from eodes_node.adapters.amqp.probe import QueueProbe
 from eodes_node.ports import Delivery, Publication
 
 
+class Result(Enum):
+    DONE = "done"  # published and settled as asked, committed
+    GONE = "gone"  # the deliveries' channel closed: the broker has them back
+    REFUSED = "refused"  # rolled back, and the deliveries requeued on the live channel
+    STUCK = "stuck"  # rolled back, but could not requeue: the channel must be closed
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    result: Result
+    reason: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.result is Result.DONE
+
+
+DONE = Outcome(Result.DONE)
+
+
+class Unroutable(Exception):
+    """A hand-off's queue does not exist: committing would drop it and ack its cause."""
+
+    def __init__(self, queues: Sequence[str]) -> None:
+        self.queues = tuple(queues)
+        names = ", ".join(repr(q) for q in self.queues)
+        super().__init__(f"no queue {names} to hand off to")
+
+
+def channel_of(delivery: Delivery) -> Underlay | None:
+    """The channel a delivery came on, or None once that channel has closed."""
+    try:
+        channel: Underlay = delivery.raw.channel
+    except aiormq.exceptions.ChannelInvalidStateError:
+        return None
+    return channel
+
+
 async def settle_batch(
-    channel: AbstractChannel,
+    underlay: Underlay,
     deliveries: Sequence[Delivery],
     publications: Sequence[Publication],
     *,
     ack: bool,
     timeout_s: float,
+    probe: QueueProbe,
     multiple: bool = False,
     select: bool = True,
-) -> bool:
+) -> Outcome:
     """Publish what the deliveries caused locally and ack (or requeue) them, atomically.
-
-    Returns False when that did not happen (the channel is gone or the broker refused);
-    deliveries from a channel that has since reconnected are left for redelivery.
 
     With ``multiple``, one ack of the highest delivery tag settles the whole batch; the
     caller allows it only on a channel where every earlier delivery has been settled.
     A channel stays transactional once selected, so ``select`` is needed once per channel.
     """
+    live = [d for d in deliveries if channel_of(d) is underlay]
+    if len(live) < len(deliveries):
+        # Their hand-offs cannot be told apart: all of the batch goes back.
+        outcome = await requeue(underlay, live, timeout_s, "its channel closed under the batch")
+        return Outcome(Result.GONE, outcome.reason) if outcome.result is Result.REFUSED else outcome
     try:
-        underlay = await asyncio.wait_for(channel.get_underlay_channel(), timeout_s)
-        # A delivery's channel raises once closed: the delivery is the broker's again.
-        stale = any(d.raw.channel is not underlay for d in deliveries)
-    except SETTLE_ERRORS:
-        return False
-    if stale:
-        return False
-    transaction = channel.transaction()
-    try:
-        if select:
-            await transaction.select(timeout=timeout_s)
-        await _publish(underlay, publications, timeout_s)
-        await _ack_or_requeue(deliveries, ack=ack, multiple=multiple)
-        await transaction.commit(timeout=timeout_s)
-    except SETTLE_ERRORS:
-        with contextlib.suppress(Exception):
-            await transaction.rollback(timeout=timeout_s)
-        return False
-    return True
+        await _commit(underlay, live, publications, ack, multiple, select, timeout_s, probe)
+    except Unroutable as exc:
+        return await requeue(underlay, live, timeout_s, str(exc))
+    except LINK_FAILURES as exc:
+        reraise_cancellation(exc)
+        with contextlib.suppress(*BROKER_ERRORS):
+            await underlay.tx_rollback(timeout=timeout_s)
+        return await requeue(underlay, live, timeout_s, f"settle failed: {exc!r}")
+    return DONE
 
 
-async def _publish(
-    underlay: Underlay, publications: Sequence[Publication], timeout_s: float
+async def _commit(
+    underlay: Underlay,
+    deliveries: Sequence[Delivery],
+    publications: Sequence[Publication],
+    ack: bool,
+    multiple: bool,
+    select: bool,
+    timeout_s: float,
+    probe: QueueProbe,
 ) -> None:
+    if publications:
+        missing = await probe.missing(underlay, (p.destination for p in publications))
+        if missing:
+            raise Unroutable(missing)
+    if select:
+        await underlay.tx_select(timeout=timeout_s)
     # No confirms inside a transaction: the commit is the broker's word for all of them.
+    # ``mandatory`` still makes a return of a queue deleted since the probe visible.
     for p in publications:
         await underlay.basic_publish(
             p.body,
@@ -73,17 +127,45 @@ async def _publish(
                 headers=p.headers,
                 content_type=p.content_type,
             ),
+            mandatory=True,
             timeout=timeout_s,
         )
+    await _ack_or_requeue(underlay, deliveries, ack=ack, multiple=multiple)
+    await underlay.tx_commit(timeout=timeout_s)
 
 
-async def _ack_or_requeue(deliveries: Sequence[Delivery], *, ack: bool, multiple: bool) -> None:
-    if ack and multiple:
-        last = max(deliveries, key=lambda d: d.raw.delivery_tag or 0)
-        await last.raw.ack(multiple=True)
+def _tags(deliveries: Sequence[Delivery]) -> list[int]:
+    return [tag for d in deliveries if (tag := d.raw.delivery_tag) is not None]
+
+
+async def _ack_or_requeue(
+    underlay: Underlay, deliveries: Sequence[Delivery], *, ack: bool, multiple: bool
+) -> None:
+    tags = _tags(deliveries)
+    if ack and multiple and tags:
+        await underlay.basic_ack(max(tags), multiple=True)
         return
-    for d in deliveries:
+    for tag in tags:
         if ack:
-            await d.raw.ack()
+            await underlay.basic_ack(tag)
         else:
-            await d.raw.nack(requeue=True)
+            await underlay.basic_nack(tag, requeue=True)
+
+
+async def requeue(
+    underlay: Underlay, deliveries: Sequence[Delivery], timeout_s: float, reason: str
+) -> Outcome:
+    """Give deliveries of a failed settle back to the broker now, in a transaction of
+    their own (selecting again is harmless)."""
+    if underlay.is_closed or not deliveries:
+        return Outcome(Result.GONE, reason)
+    try:
+        await underlay.tx_select(timeout=timeout_s)
+        for tag in _tags(deliveries):
+            await underlay.basic_nack(tag, requeue=True)
+        await underlay.tx_commit(timeout=timeout_s)
+    except LINK_FAILURES as exc:
+        reraise_cancellation(exc)
+        gone = underlay.is_closed
+        return Outcome(Result.GONE if gone else Result.STUCK, f"{reason}; requeue: {exc!r}")
+    return Outcome(Result.REFUSED, reason)
