@@ -12,7 +12,7 @@ import os
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import closing
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,11 +20,12 @@ from typing import Any
 
 import pytest
 
-from eodes_node.adapters.sql import SqlStore
+from eodes_node.adapters.sql import SqlStore, StoreSettings
+from eodes_node.config import StoreSection
 from eodes_node.core.decide import Transition
 from eodes_node.core.messages import Kind
 from eodes_node.core.state import Event, Role, State
-from eodes_node.errors import StoreConflict, StoreUnavailable
+from eodes_node.errors import AuditTrailBroken, StoreConflict
 from eodes_node.ports import (
     PARTNER,
     FactsQuery,
@@ -62,12 +63,23 @@ class Database:
     opened: list[SqlStore] = field(default_factory=list)
     own_pids: set[int] = field(default_factory=set)  # server processes of `alter`, not a store
 
-    async def open(self) -> SqlStore:
+    async def open(self, **options: Any) -> SqlStore:
         """A store on this database; the same database again after a close, as a restart."""
-        store = SqlStore(self.url, clock=self.clock)
+        store = SqlStore(self.url, clock=self.clock, **options)
         await store.open()
         self.opened.append(store)
         return store
+
+    def rows(self, query: str) -> list[tuple[Any, ...]]:
+        """Read the database behind the store's back, from a connection of its own."""
+        if self.backend == "sqlite":
+            with closing(sqlite3.connect(self.url[len("sqlite:///") :])) as db:
+                return db.execute(query).fetchall()
+        import psycopg
+
+        with psycopg.connect(self._dsn(), autocommit=True) as db:
+            self.own_pids.add(db.info.backend_pid)
+            return db.execute(query).fetchall()
 
     def alter(self, statement: str) -> None:
         """Run DDL on this database from a connection of its own."""
@@ -111,25 +123,32 @@ def _postgres_admin() -> Any:
         pytest.skip(f"no PostgreSQL at {POSTGRES} ({exc}); set EODES_TEST_POSTGRES_URL")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+@asynccontextmanager
+async def database(backend: str, tmp_path: Path) -> AsyncIterator[Database]:
+    """A fresh database of this backend, dropped (and its stores closed) afterwards."""
     clock = ManualClock(T0)
-    if request.param == "sqlite":
-        database = Database("sqlite", f"sqlite:///{tmp_path / 'node.db'}", clock)
+    if backend == "sqlite":
+        db = Database("sqlite", f"sqlite:///{tmp_path / 'node.db'}", clock)
     else:
         admin = _postgres_admin()
         name = "eodes_test_" + secrets.token_hex(6)
         admin.execute(f"CREATE DATABASE {name}")
         url = "postgresql+psycopg://" + POSTGRES.split("://", 1)[1].rsplit("/", 1)[0] + "/" + name
-        database = Database("postgresql", url, clock, admin, name)
+        db = Database("postgresql", url, clock, admin, name)
     try:
-        yield database
+        yield db
     finally:
-        for store in database.opened:
+        for store in db.opened:
             await store.close()
-        if database.admin is not None:
-            database.admin.execute(f"DROP DATABASE {database.name} WITH (FORCE)")
-            database.admin.close()
+        if db.admin is not None:
+            db.admin.execute(f"DROP DATABASE {db.name} WITH (FORCE)")
+            db.admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    async with database(request.param, tmp_path) as opened:
+        yield opened
 
 
 @pytest.fixture
@@ -315,37 +334,57 @@ async def test_timestamps_come_from_the_injected_clock(db: Database, store: SqlS
     assert await store.verify_audit_chain() == 2
 
 
-async def test_a_driver_error_on_the_hot_path_is_store_unavailable_until_its_cause_goes(
+async def test_the_relay_gets_free_rows_behind_a_page_of_claimed_ones(store: SqlStore) -> None:
+    await store.commit(_unit("m-1", "m-2"))  # held by their publisher
+    free = await store.commit(_unit("m-3", "m-4"))
+    await store.release(free)
+    assert [q.publication.message_id for q in await store.unpublished(2)] == ["m-3", "m-4"]
+    assert [q.publication.message_id for q in await store.unpublished(1)] == ["m-3"]
+
+
+async def test_confirmed_publications_leave_the_outbox_and_the_envelopes_stay(
     db: Database, store: SqlStore
 ) -> None:
-    await store.commit(_unit("m-1"))  # the store now holds a connection
-    held = db.server_pids()
-    db.alter("ALTER TABLE outbox RENAME TO outbox_away")
-    failing = UnitOfWork(inbound=[_received("in-1", None)], publications=_unit("m-2").publications)
-    with pytest.raises(StoreUnavailable, match="outbox") as failed:
-        await store.commit(failing)
-    # Raised by the driver under the hand-written statements, not by SQLAlchemy.
-    cause = failed.value.__cause__
-    assert type(cause).__module__.split(".")[0] in {"sqlite3", "psycopg"}
-    assert type(cause).__name__ in str(failed.value)
-    db.alter("ALTER TABLE outbox_away RENAME TO outbox")
-    ids = await store.commit(_unit("m-3"))
-    if db.backend == "postgresql":
-        # The connection that failed was dropped, not handed back for reuse.
-        assert len(held) == 1
-        assert db.server_pids() - held
-    await store.release(ids)
-    assert await _relayable(store) == ["m-3"]
-    # The failed batch left nothing behind.
-    assert (await store.facts(FactsQuery(sender="CN", message_ids=("in-1",)))).priors == {}
-
-
-async def test_a_lost_database_connection_is_replaced(db: Database, store: SqlStore) -> None:
-    if db.backend != "postgresql":
-        pytest.skip("only a server connection can be lost")
     await store.commit(_sent("KR-1", "out-1", "local-1"))
-    assert db.terminate_connections() == 1
-    query = FactsQuery(outbound_ids=("out-1",))
-    with pytest.raises(StoreUnavailable):
-        await store.facts(query)
-    assert (await store.facts(query)).outbound["out-1"].certificate_number == "KR-1"
+    for n in range(20):
+        ids = await store.commit(_unit(f"m-{n}-a", f"m-{n}-b"))
+        # Confirmed; the mark rides along with the next commit or the next flush.
+        await store.mark_published(ids)
+    bound = await store.commit(_unit("hand-off", bound_to="delivery-1"))
+    await store.mark_published(bound)
+    assert db.rows("SELECT count(*) FROM outbox") != [(0,)]
+    await store.flush_published()
+    assert db.rows("SELECT count(*) FROM outbox") == [(0,)]
+    # The signed envelope sent stays, for the audit.
+    assert db.rows("SELECT token FROM outbound_messages") == [(b"jws",)]
+    assert await _relayable(store) == []
+    assert await store.bound_unpublished(["delivery-1"]) == []
+
+
+async def test_an_older_store_drops_the_published_rows_it_kept(db: Database) -> None:
+    first = await db.open()
+    ids = await first.commit(_unit("m-1", "m-2"))
+    await first.close()
+    # As a store was before: a published row kept.
+    db.alter(f"UPDATE outbox SET published = true WHERE id = {ids[0]}")
+    await db.open()
+    assert db.rows("SELECT message_id FROM outbox") == [("m-2",)]
+
+
+async def test_an_edited_history_row_is_found_by_the_chain_check(
+    db: Database, store: SqlStore
+) -> None:
+    await store.commit(_sent("KR-1", "out-1", "local-1"))
+    await store.commit(_sent("KR-2", "out-2", "local-2"))
+    assert await store.verify_audit_chain() == 2
+    [(first,)] = db.rows("SELECT min(id) FROM certificate_history")
+    db.alter(f"UPDATE certificate_history SET \"after\" = 'delivered' WHERE id = {first}")
+    with pytest.raises(AuditTrailBroken, match=f"history row {first}"):
+        await store.verify_audit_chain()
+
+
+def test_the_store_section_of_the_config_is_the_store_settings() -> None:
+    section = StoreSection(url="sqlite:///x.db", busy_timeout_s=2.5, wal_truncate_mb=4)
+    settings = StoreSettings(**section.model_dump(exclude={"url"}))
+    assert settings == StoreSettings(busy_timeout_s=2.5, wal_truncate_mb=4)
+    assert StoreSettings() == StoreSettings(**StoreSection(url="x").model_dump(exclude={"url"}))

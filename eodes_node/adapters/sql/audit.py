@@ -39,15 +39,23 @@ def chain(previous: str, t: Transition, at: float) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def chain_head(conn: Connection) -> str:
-    """The hash the next history row chains onto."""
-    last = conn.execute(select(history.c.chain).order_by(history.c.id.desc()).limit(1)).scalar()
-    return str(last) if last else GENESIS
+def last_chain(sql: Sql) -> str:
+    """The hash the next history row chains onto, read by id from the last row.
+
+    Read in the transaction that appends, never kept in memory: a head kept beside the
+    database goes stale as soon as one commit ends unlike its caller believes. The
+    append comes after the unit's first write, which holds SQLite's write lock, and one
+    node writes a store at a time (``files.StoreLock``).
+    """
+    rows = sql.rows("SELECT chain FROM certificate_history ORDER BY id DESC LIMIT 1")
+    return str(rows[0][0]) if rows else GENESIS
 
 
-def write_history(sql: Sql, previous: str, transitions: Sequence[Transition], at: float) -> str:
-    """Append the transitions to the history; returns the new chain head."""
-    head = previous
+def write_history(sql: Sql, transitions: Sequence[Transition], at: float) -> None:
+    """Append the transitions to the history, chained onto its last row."""
+    if not transitions:
+        return
+    head = last_chain(sql)
     rows = []
     for t in transitions:
         head = chain(head, t, at)
@@ -69,7 +77,6 @@ def write_history(sql: Sql, previous: str, transitions: Sequence[Transition], at
         ":message_id, :chain)",
         rows,
     )
-    return head
 
 
 def verify_chain(conn: Connection) -> int:

@@ -2,10 +2,10 @@
 
 A publication committed by a batch is handed straight to its publisher (claimed); the
 relay must not publish it a second time meanwhile. Once the broker confirms it, it is
-marked; writing that mark costs an fsync, so marks wait for the next commit or flush and
-keep the row from the relay until then. Marks are removed by value once written: a
-commit and a flush may write the same marks, and a mark made while one of them writes
-must survive it.
+marked; writing that mark (deleting its outbox row) costs an fsync, so marks wait for
+the next commit or flush and keep the row from the relay until then. Marks are removed
+by value once written: a commit and a flush may write the same marks, and a mark made
+while one of them writes must survive it.
 
 The store thread reads these while the event loop changes them; each step is one set
 operation, ordered so that a concurrent reader always finds an id in one of the sets.

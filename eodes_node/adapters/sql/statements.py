@@ -2,8 +2,12 @@
 
 All database work runs on one dedicated thread with one kept connection: that makes this
 node the single writer (SQLite's model), keeps blocking calls off the event loop, and
-saves a pool checkout per call. Every call has a timeout. SQLAlchemy's errors and the
-drivers' own (raised by the raw cursor the per-batch statements use) become
+saves a pool checkout per call. A call is never abandoned: its caller waits for the
+transaction's outcome, even when cancelled, since a transaction that commits behind a
+caller's back leaves claims and decisions nobody knows of. The bounds on how long that
+takes are the drivers' (SQLite's busy timeout, PostgreSQL's statement and connect
+timeouts: ``schema.make_engine``). SQLAlchemy's errors, the drivers' own (raised by the
+raw cursor the per-batch statements use) and I/O errors on the store's own files become
 ``StoreUnavailable`` in ``map_errors`` and nowhere else.
 """
 
@@ -14,10 +18,11 @@ import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -25,65 +30,96 @@ from eodes_node.errors import StoreConflict, StoreUnavailable
 
 T = TypeVar("T")
 
-_ALWAYS: tuple[type[Exception], ...] = (SQLAlchemyError, sqlite3.Error)
+log = structlog.get_logger("eodes_node.store")
+
+_ALWAYS: tuple[type[Exception], ...] = (SQLAlchemyError, sqlite3.Error, OSError)
 
 
 def database_errors() -> tuple[type[Exception], ...]:
-    """SQLAlchemy's errors and the drivers'. psycopg is looked up, not imported: while it
-    is not loaded, none of its errors can be raised."""
+    """SQLAlchemy's errors, the drivers' and the OS's. psycopg is looked up, not imported:
+    while it is not loaded, none of its errors can be raised."""
     psycopg = sys.modules.get("psycopg")
     return _ALWAYS if psycopg is None else (*_ALWAYS, psycopg.Error)
 
 
 @contextmanager
-def map_errors(timeout_s: float | None) -> Iterator[None]:
-    """The boundary: database errors and timeouts become ``StoreUnavailable``."""
+def map_errors() -> Iterator[None]:
+    """The boundary: database and store-file errors become ``StoreUnavailable``, which
+    the pipeline retries; anything else escaping a store call is a bug."""
     try:
         yield
     except StoreConflict:
         raise  # a decision to retry with fresh facts, not an outage
     except database_errors() as exc:
         raise StoreUnavailable(f"store: {type(exc).__name__}: {exc}") from exc
-    except TimeoutError:
-        raise StoreUnavailable(f"store did not answer within {timeout_s} s") from None
 
 
 class StoreThread:
     """Runs each unit of work in one transaction on the store thread."""
 
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
+    def __init__(self) -> None:
         self.engine: Engine | None = None
         self._conn: Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
-    async def run(self, work: Callable[[Connection], T], *, fsync: bool = True) -> T:
-        """``fsync=False`` relaxes SQLite's sync for this one transaction."""
-        loop = asyncio.get_running_loop()
-        with map_errors(self.timeout_s):
-            return await asyncio.wait_for(
-                loop.run_in_executor(self._executor, self._in_thread, work, fsync),
-                self.timeout_s,
-            )
+    async def run(
+        self,
+        work: Callable[[Connection], T],
+        *,
+        fsync: bool = True,
+        committed: Callable[[T], None] | None = None,
+        abandoned: Callable[[T], None] | None = None,
+    ) -> T:
+        """``work`` in one transaction. ``fsync=False`` relaxes SQLite's sync for it;
+        ``committed`` runs on the store thread once it is durable, before any other
+        work; ``abandoned`` gets the result of one that committed after its caller was
+        cancelled."""
+        return await self._call(self._in_transaction, (work, fsync, committed), abandoned)
+
+    async def run_bare(self, work: Callable[[Connection], T]) -> T:
+        """``work`` on the kept connection outside any transaction (a WAL checkpoint)."""
+        return await self._call(self._on_connection, (work,), None)
 
     async def close(self) -> None:
         engine, self.engine = self.engine, None
         try:
             if engine is not None:
-                loop = asyncio.get_running_loop()
-                with map_errors(None):
-                    await loop.run_in_executor(self._executor, self._dispose, engine)
+                await self._call(self._dispose, (engine,), None)
         finally:
+            # Every call waits for its outcome, so the thread is idle by now.
             self._executor.shutdown(wait=True)
 
-    def _in_thread(self, work: Callable[[Connection], T], fsync: bool) -> T:
-        try:
-            conn = self._connection()
+    async def _call(
+        self, fn: Callable[..., T], args: tuple[Any, ...], abandoned: Callable[[T], None] | None
+    ) -> T:
+        with map_errors():
+            try:
+                future = self._executor.submit(fn, *args)
+            except RuntimeError:  # the executor is shut down
+                raise StoreUnavailable("store is closed") from None
+            return await _outcome(future, abandoned)
+
+    def _in_transaction(
+        self,
+        work: Callable[[Connection], T],
+        fsync: bool,
+        committed: Callable[[T], None] | None,
+    ) -> T:
+        def transaction(conn: Connection) -> T:
             with _sync_relaxed(conn, relaxed=not fsync), conn.begin():
-                return work(conn)
+                result = work(conn)
+            if committed is not None:
+                committed(result)
+            return result
+
+        return self._on_connection(transaction)
+
+    def _on_connection(self, work: Callable[[Connection], T]) -> T:
+        try:
+            return work(self._connection())
         except database_errors():
-            # The connection may be dead (a restarted PostgreSQL): the next call opens
-            # a fresh one instead of failing on this one forever.
+            # The connection may be dead (a restarted PostgreSQL) or left in an unknown
+            # state (a failed pragma switch): the next call opens a fresh one.
             self._drop()
             raise
 
@@ -104,6 +140,24 @@ class StoreThread:
     def _dispose(self, engine: Engine) -> None:
         self._drop()
         engine.dispose()
+
+
+async def _outcome(future: Future[T], abandoned: Callable[[T], None] | None) -> T:
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        if future.cancel():
+            raise  # it had not started: nothing happened
+        waiter = asyncio.wrap_future(future)
+        while not waiter.done():
+            # Already running: it commits or fails whatever we do; wait to know which.
+            with suppress(asyncio.CancelledError):
+                await asyncio.wait({waiter})
+        error = waiter.exception()
+        log.warning("store_call_outlived_its_caller", failed=str(error) if error else None)
+        if error is None and abandoned is not None:
+            abandoned(waiter.result())
+        raise
 
 
 @contextmanager

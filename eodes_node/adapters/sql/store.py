@@ -1,7 +1,7 @@
 """The store ports (``Store``, ``Outbox``, ``Schedule``, ``Audit``) on one SQL database.
 
 SQLite by default, PostgreSQL with the same schema. Every call runs on the store thread
-through ``StoreThread.run``, the one place database errors are translated; the per-batch
+through ``StoreThread``, the one place database errors are translated; the per-batch
 statements are hand-written (``facts``, ``commit``), the rare queries SQLAlchemy Core.
 Timestamps come from the injected clock, so the node has one notion of now.
 """
@@ -9,10 +9,10 @@ Timestamps come from the injected clock, so the node has one notion of now.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
@@ -27,8 +27,21 @@ from eodes_node.adapters.sql.commit import (
     write_publications,
 )
 from eodes_node.adapters.sql.facts import read_facts
-from eodes_node.adapters.sql.schema import make_engine, migrate, outbound, outbox
-from eodes_node.adapters.sql.statements import Sql, StoreThread
+from eodes_node.adapters.sql.files import (
+    StoreLock,
+    create_private,
+    sqlite_path,
+    truncate_wal,
+    wal_bytes,
+)
+from eodes_node.adapters.sql.schema import (
+    StoreSettings,
+    make_engine,
+    migrate,
+    outbound,
+    outbox,
+)
+from eodes_node.adapters.sql.statements import Sql, StoreThread, map_errors
 from eodes_node.core.messages import Kind
 from eodes_node.ports import (
     CertificateReport,
@@ -41,29 +54,58 @@ from eodes_node.ports import (
     UnitOfWork,
 )
 
+log = structlog.get_logger("eodes_node.store")
+
 
 class SqlStore:
-    def __init__(self, url: str, *, clock: Clock, timeout_s: float = 30.0) -> None:
+    """``exclusive=False`` opens a SQLite store without its one-node lock, for tools that
+    only read beside a running node. PostgreSQL takes no lock: one node per database is
+    the operator's to keep."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock,
+        settings: StoreSettings | None = None,
+        exclusive: bool = True,
+    ) -> None:
         self.url = url
         self._clock = clock
-        self._thread = StoreThread(timeout_s)
+        self._settings = settings or StoreSettings()
+        self._thread = StoreThread()
         self._claims = Claims()
-        self._last_chain = audit.GENESIS  # what the next history row chains onto
+        self._db = sqlite_path(url)
+        self._lock = StoreLock(self._db) if exclusive and self._db else None
 
     async def open(self) -> None:
-        """Create the database if need be and bring its schema up to date."""
-        if self.url.startswith("sqlite:///"):
-            Path(self.url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        self._thread.engine = make_engine(self.url)
+        """Take the store (SQLite: refused with ``StoreInUse`` while another process has
+        it), create it if need be and bring its schema up to date."""
+        engine = make_engine(self.url, self._settings)
+        try:
+            with map_errors():
+                self._take_files()
+            self._thread.engine = engine
+            await self._thread.run(migrate)
+        except BaseException:
+            await self.close()
+            engine.dispose()
+            raise
 
-        def migrated(conn: Connection) -> str:
-            migrate(conn)
-            return audit.chain_head(conn)
-
-        self._last_chain = await self._thread.run(migrated)
+    def _take_files(self) -> None:
+        if self._db is None:
+            return
+        self._db.parent.mkdir(parents=True, exist_ok=True)
+        if self._lock is not None:
+            self._lock.acquire()  # before touching the files of a store in use
+        create_private(self._db, tighten=self._lock is not None)
 
     async def close(self) -> None:
-        await self._thread.close()
+        try:
+            await self._thread.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     async def facts(self, query: FactsQuery) -> Facts:
         """Every fact a batch needs, read in one trip to the store thread."""
@@ -74,23 +116,29 @@ class SqlStore:
         now = self._clock.now().timestamp()
         marks = self._claims.marked()
 
-        def work(conn: Connection) -> tuple[list[int], str]:
+        def work(conn: Connection) -> list[int]:
             sql = Sql(conn)
             write_inbound(sql, unit.inbound, now)
             write_outbound(sql, unit.outbound, now)
             apply_updates(sql, unit.outbound_updates, now)
             apply_transitions(sql, unit.transitions, now)
-            head = audit.write_history(sql, self._last_chain, unit.transitions, now)
+            audit.write_history(sql, unit.transitions, now)
             # Marks from earlier batches ride along: one fsync instead of two per batch.
             write_marks(sql, marks)
-            ids = write_publications(sql, unit.publications)
-            # Claimed before this thread runs anything else, so no relay sees them free.
+            return write_publications(sql, unit.publications)
+
+        def committed(ids: list[int]) -> None:
+            # On the store thread, before it runs anything else: no relay sees them free.
             self._claims.claim(
                 i for i, p in zip(ids, unit.publications, strict=True) if p.bound_to is None
             )
-            return ids, head
 
-        ids, self._last_chain = await self._thread.run(work)
+        def abandoned(ids: list[int]) -> None:
+            # Committed after our caller was cancelled: nobody publishes them but the relay.
+            self._claims.written(marks)
+            self._claims.release(ids)
+
+        ids = await self._thread.run(work, committed=committed, abandoned=abandoned)
         self._claims.written(marks)
         return ids
 
@@ -106,28 +154,52 @@ class SqlStore:
         self._claims.release(ids)
 
     async def flush_published(self) -> None:
+        """Write the marks waiting in memory; then truncate SQLite's WAL if it grew past
+        its bound (a stat per call, a checkpoint only then)."""
         marks = self._claims.marked()
-        if not marks:
+        if marks:
+            # WAL without fsync survives a crash of this process, which is the failure
+            # the marks guard against; an fsync per batch for them halved the commit
+            # budget.
+            await self._thread.run(lambda conn: write_marks(Sql(conn), marks), fsync=False)
+            self._claims.written(marks)
+        if self._db is None:
             return
-        # WAL without fsync survives a crash of this process, which is the failure the
-        # marks guard against; an fsync per batch for them halved the commit budget.
-        await self._thread.run(lambda conn: write_marks(Sql(conn), marks), fsync=False)
-        self._claims.written(marks)
+        with map_errors():
+            size = wal_bytes(self._db)
+        if size > self._settings.wal_truncate_mb * 1024 * 1024:
+            busy_s = self._settings.busy_timeout_s
+            done = await self._thread.run_bare(lambda conn: truncate_wal(conn, busy_s))
+            log.info("wal_truncated" if done else "wal_truncate_deferred", wal_bytes=size)
 
     async def unpublished(self, limit: int) -> list[QueuedPublication]:
-        """Unbound publications not yet confirmed (bound ones travel with their delivery)."""
+        """Unbound publications not yet confirmed (bound ones travel with their delivery),
+        skipping the ones a publisher holds: page on until ``limit`` are free."""
 
         def work(conn: Connection) -> list[QueuedPublication]:
-            rows = conn.execute(
-                select(outbox)
-                .where(and_(outbox.c.published.is_(False), outbox.c.bound_to.is_(None)))
-                .order_by(outbox.c.id)
-                .limit(limit)
-            ).all()
-            # Read after the query, on this thread: a flush that drops marks writes them
-            # on this thread too, so it cannot slip in between.
-            taken = self._claims.taken()
-            return [_queued(r) for r in rows if r.id not in taken]
+            free: list[Any] = []
+            after = 0
+            while len(free) < limit:
+                rows = conn.execute(
+                    select(outbox)
+                    .where(
+                        and_(
+                            outbox.c.published.is_(False),
+                            outbox.c.bound_to.is_(None),
+                            outbox.c.id > after,
+                        )
+                    )
+                    .order_by(outbox.c.id)
+                    .limit(limit)
+                ).all()
+                # Read after the query, on this thread: a flush that drops marks writes
+                # them on this thread too, so it cannot slip in between.
+                taken = self._claims.taken()
+                free += [r for r in rows if r.id not in taken]
+                if len(rows) < limit:
+                    break
+                after = rows[-1].id
+            return [_queued(r) for r in free[:limit]]
 
         return await self._thread.run(work)
 
