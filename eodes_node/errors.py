@@ -71,6 +71,7 @@ class RejectionCode(StrEnum):
     ID_CONFLICT = "ID_CONFLICT"
     UNKNOWN_CERTIFICATE = "UNKNOWN_CERTIFICATE"
     STATE_CONFLICT = "STATE_CONFLICT"
+    NOT_FOR_THIS_LINK = "NOT_FOR_THIS_LINK"
 
 
 class PeerError(EodesError):

@@ -98,6 +98,8 @@ class ReceiptOutcome:
     code: str | None
     text: str
     transitions: tuple[Transition, ...] = field(default=())
+    # The message was settled the other way before: the entry is refused, not applied.
+    contradicts: bool = False
 
 
 def _move(
@@ -235,37 +237,50 @@ def _inbound_effects(
     raise InvalidMessage(RejectionCode.TYPE_MISMATCH, f"{type(message).__name__} is not handled")
 
 
+# Only these are open to a receipt: a delivered or rejected message stays as it was
+# settled, and a receipt of ours is never answered.
+SETTLEABLE = frozenset({"pending", "failed"})
+SETTLED = frozenset({"delivered", "rejected"})
+
+
 def decide_receipt(
     receipt: Receipt, outbound: Mapping[str, OutboundFacts], certs: Mapping[str, CertFacts]
 ) -> list[ReceiptOutcome]:
     """Which of our sent messages a receipt settles, and how their certificates move.
 
-    Entries for messages we never sent are ignored: a receipt cannot create state.
+    Entries for messages we never sent are ignored: a receipt cannot create state. An
+    entry that repeats a settlement is a no-op; one that contradicts it is returned with
+    ``contradicts`` set and must not be applied.
     """
     outcomes = []
     for entry in receipt.entries:
         sent = outbound.get(entry.message_id)
         if sent is None:
             continue
-        accepted = entry.status is ReceiptStatus.ACCEPTED
-        transitions: tuple[Transition, ...] = ()
-        cert = certs.get(sent.certificate_number or "")
-        if sent.kind in (Kind.COO, Kind.COO_REPLACEMENT) and cert is not None:
-            event = Event.RECEIPT_ACCEPTED if accepted else Event.RECEIPT_REJECTED
-            try:
-                transitions = (_move(cert, Role.EXPORTER, cert.number, event, entry.message_id),)
-            except IllegalTransition:
-                transitions = ()
-        outcomes.append(
-            ReceiptOutcome(
-                entry.message_id,
-                "delivered" if accepted else "rejected",
-                entry.code.value if entry.code else None,
-                entry.text,
-                transitions,
+        status = "delivered" if entry.status is ReceiptStatus.ACCEPTED else "rejected"
+        code = entry.code.value if entry.code else None
+        if sent.status in SETTLEABLE:
+            moves = _receipt_moves(sent, certs.get(sent.certificate_number or ""), entry)
+            outcomes.append(ReceiptOutcome(entry.message_id, status, code, entry.text, moves))
+        elif sent.status in SETTLED and sent.status != status:
+            outcomes.append(
+                ReceiptOutcome(entry.message_id, status, code, entry.text, contradicts=True)
             )
-        )
     return outcomes
+
+
+def _receipt_moves(
+    sent: OutboundFacts, cert: CertFacts | None, entry: ReceiptEntry
+) -> tuple[Transition, ...]:
+    """The certificate's move when the receipt answers the e-CO that carried it."""
+    if sent.kind not in (Kind.COO, Kind.COO_REPLACEMENT) or cert is None:
+        return ()
+    accepted = entry.status is ReceiptStatus.ACCEPTED
+    event = Event.RECEIPT_ACCEPTED if accepted else Event.RECEIPT_REJECTED
+    try:
+        return (_move(cert, Role.EXPORTER, cert.number, event, entry.message_id),)
+    except IllegalTransition:
+        return ()
 
 
 def _state_problem(exc: IllegalTransition, number: str) -> InvalidRecord:

@@ -17,6 +17,7 @@ from eodes_node.core.jws import (
     sign_compact,
     verify_compact,
 )
+from eodes_node.core.link import link_problems
 from eodes_node.core.messages import (
     MODEL_BY_KIND,
     TYP_TO_KIND,
@@ -107,6 +108,9 @@ def open_envelope(
             f"{max_age.days} days",
         )
     if isinstance(message, CooIssued | CooReplacement):
+        foreign = link_problems(message.certificate, message.sender, message.receiver)
+        if foreign:
+            raise InvalidMessage(RejectionCode.NOT_FOR_THIS_LINK, _summary(foreign))
         problems = check_certificate(message.certificate)
         if problems:
             raise InvalidMessage(RejectionCode.RULE_VIOLATION, _summary(problems))

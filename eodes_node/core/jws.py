@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from eodes_node.core.canonical import DuplicateMember, canonical_problem, loads_strict
-from eodes_node.errors import ConfigError, RejectionCode, VerificationError
+from eodes_node.core.canonical import DuplicateMember, TooDeep, canonical_problem, loads_strict
+from eodes_node.errors import ConfigError, InvalidMessage, RejectionCode, VerificationError
 
 Algorithm = Literal["Ed25519", "ES256"]
 ALGORITHMS: tuple[Algorithm, ...] = ("Ed25519", "ES256")
@@ -238,6 +238,8 @@ class KeySet:
             doc = loads_strict(data)
         except (ValueError, DuplicateMember) as exc:
             raise ConfigError(f"JWK Set is not valid JSON: {exc}") from None
+        except RecursionError:  # the standard parser recurses once per level
+            raise ConfigError("JWK Set is not valid JSON: nested too deeply") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
             raise ConfigError('a JWK Set is a JSON object with a "keys" array (RFC 7517)')
         if not doc["keys"]:
@@ -326,7 +328,7 @@ def verify_compact(
 
     The order of the checks is part of the protocol (it decides which rejection code a
     partner gets): size, shape, header, algorithm and key, typ, signature, key validity
-    window, payload encoding, canonical form.
+    window, payload encoding, nesting depth, canonical form.
     """
     header_part, payload_part, signature_part = _compact_parts(token, max_bytes)
     header = parse_header(header_part)
@@ -340,7 +342,13 @@ def verify_compact(
     if now is not None:
         _check_validity_window(key, now)
     payload = b64url_decode_strict(payload_part, "payload")
-    problem = canonical_problem(payload)
+    try:
+        problem = canonical_problem(payload)
+    except TooDeep as exc:
+        # Possibly valid JCS (RFC 8785 sets no depth limit), but no schema nests this deep.
+        raise InvalidMessage(
+            RejectionCode.SCHEMA_INVALID, f"payload is {exc}; no message nests more than five"
+        ) from None
     if problem is not None:
         raise _reject(RejectionCode.NOT_CANONICAL, problem)
     return Verified(typ=typ, kid=key.kid, payload=payload)

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from eodes_node.core.canonical import canonical_json
+from eodes_node.core.canonical import MAX_DEPTH, TooDeep, canonical_json, check_depth
+from eodes_node.core.link import link_problems
 from eodes_node.core.messages import (
     BODY_FIELD,
     MODEL_BY_KIND,
@@ -35,6 +36,16 @@ _MESSAGES = {
 }
 
 
+def too_deep(path: str = "") -> Problem:
+    """The one wording for JSON nested beyond any schema, whichever parser noticed it."""
+    return Problem(
+        path,
+        "too_deep",
+        f"nested too deeply: records nest objects and arrays a few levels, never more "
+        f"than {MAX_DEPTH}",
+    )
+
+
 def field_path(loc: Iterable[int | str]) -> str:
     """('items', 0, 'hs_code') -> 'items[0].hs_code', the form developers search for."""
     out = ""
@@ -56,7 +67,10 @@ def _problem(detail: ErrorDetails) -> Problem:
     kind = detail["type"]
     message = _MESSAGES.get(kind, detail["msg"])
     if kind == "json_invalid":
-        message = f"{message}: {detail.get('ctx', {}).get('error', detail['msg'])}"
+        error = str(detail.get("ctx", {}).get("error", detail["msg"]))
+        if error.startswith("recursion limit exceeded"):
+            return too_deep(field_path(detail["loc"]))
+        message = f"{message}: {error}"
     return Problem(field_path(detail["loc"]), kind, message)
 
 
@@ -121,7 +135,10 @@ def compose(
     if correlation_id is not None:
         envelope["correlation_id"] = correlation_id
     try:
+        check_depth(body)  # before the encoder sees it (see canonical.MAX_DEPTH)
         payload = canonical_json(envelope)
+    except TooDeep:
+        raise InvalidRecord([too_deep()]) from None
     except TypeError as exc:
         raise InvalidRecord([Problem("", "json_invalid", f"not representable: {exc}")]) from None
     try:
@@ -135,5 +152,8 @@ def compose(
             problems.append(Problem(path, problem.rule, problem.message))
         raise InvalidRecord(problems) from None
     if isinstance(message, CooIssued | CooReplacement):
-        checked_certificate(message.certificate)
+        problems = link_problems(message.certificate, sender, receiver)
+        problems += check_certificate(message.certificate)
+        if problems:
+            raise InvalidRecord(problems)
     return Composed(message, payload)

@@ -7,7 +7,7 @@ issuing-system developer fixes a record in one round trip, not one error at a ti
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 
 from eodes_node.core.agreements import AGREEMENTS, Agreement
 from eodes_node.core.codes import MASS_UNITS
@@ -46,20 +46,36 @@ def _parties(cert: Certificate, ag: Agreement) -> Iterator[Problem]:
         )
 
 
+def _days_after(day: date, days: int) -> date | None:
+    """``day`` plus ``days``, or None when that falls past the calendar's end (9999-12-31)."""
+    try:
+        return day + timedelta(days=days)
+    except OverflowError:
+        return None
+
+
 def _validity(cert: Certificate, ag: Agreement) -> Iterator[Problem]:
     h = cert.header
+    latest = _days_after(h.issue_date, ag.validity_days)
     if h.valid_until <= h.issue_date:
         yield Problem(
             "header.valid_until",
             "validity_order",
             f"valid_until {h.valid_until} must be after issue_date {h.issue_date}",
         )
-    elif h.valid_until > h.issue_date + timedelta(days=ag.validity_days):
+    elif latest is None:
+        yield Problem(
+            "header.issue_date",
+            "date_out_of_range",
+            f"issue date {h.issue_date} is too close to the end of the calendar: the "
+            f"{ag.validity_days} days of {ag.code} validity would run past {date.max}",
+        )
+    elif h.valid_until > latest:
         yield Problem(
             "header.valid_until",
             "validity_too_long",
             f"{ag.code} certificates are valid at most {ag.validity_days} days from issue; "
-            f"latest allowed is {h.issue_date + timedelta(days=ag.validity_days)}",
+            f"latest allowed is {latest}",
         )
 
 

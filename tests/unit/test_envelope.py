@@ -95,13 +95,14 @@ def test_certificate_breaking_the_agreement_is_refused(
 ) -> None:
     message = coo(factory)
     cert = message.certificate
-    same = cert.model_copy(
-        update={"consignee": cert.consignee.model_copy(update={"country": "KR"})}
+    early = cert.model_copy(
+        update={"header": cert.header.model_copy(update={"valid_until": cert.header.issue_date})}
     )
-    error = refused(seal(message.model_copy(update={"certificate": same}), kr_key), kr_keys)
+    error = refused(seal(message.model_copy(update={"certificate": early}), kr_key), kr_keys)
     assert error.code is RejectionCode.RULE_VIOLATION
-    assert "consignee.country: the consignee must be in another country" in error.reason
-    assert "[same_country]" in error.reason
+    assert "header.valid_until: valid_until" in error.reason
+    assert "must be after issue_date" in error.reason
+    assert "[validity_order]" in error.reason
 
 
 def test_replacement_is_held_to_the_agreement_too(

@@ -459,6 +459,7 @@ def _es256_jwk() -> dict[str, object]:
         (b"[]", '"keys" array'),
         (b'{"keys":{}}', '"keys" array'),
         (b'{"keys":[]}', "holds no keys"),
+        (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
     ],
 )
 def test_jwks_document_errors_are_named(document: bytes, words: str) -> None:

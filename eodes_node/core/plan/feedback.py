@@ -6,12 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import orjson
-
 from eodes_node.core.decide import CertFacts, applied, decide_local_feedback
 from eodes_node.core.messages import Feedback, FeedbackBody, Kind, issued_now, new_message_id
 from eodes_node.core.plan.common import Door, Identity, Plan, RetryPolicy, record_digest
-from eodes_node.core.plan.local import parse_body, refuse, send
+from eodes_node.core.plan.local import parse_body, record_json, refuse, send
 from eodes_node.core.records import parse_model
 from eodes_node.core.state import Role
 from eodes_node.core.work import Delivery, Facts, FactsQuery
@@ -47,7 +45,7 @@ def prepare(batch: list[Delivery], max_bytes: int) -> Prepared:
     for delivery in batch:
         try:
             body = parse_body(delivery, max_bytes)
-            feedback = parse_model(FeedbackBody, orjson.dumps(body))
+            feedback = parse_model(FeedbackBody, record_json(body, delivery.body))
         except InvalidRecord as exc:
             prepared.refused.append((delivery, exc.problems))
             continue

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from eodes_node.core.canonical import TooDeep, canonical_json, check_depth
 from eodes_node.core.decide import Transition
 from eodes_node.core.envelope import seal
 from eodes_node.core.jws import digest, sign_compact
@@ -22,6 +23,7 @@ from eodes_node.core.plan.common import (
     claimed_id,
     item,
 )
+from eodes_node.core.records import too_deep
 from eodes_node.core.work import Delivery, OutboundRow
 from eodes_node.errors import InvalidRecord, Problem
 
@@ -33,7 +35,18 @@ def parse_body(delivery: Delivery, max_bytes: int) -> Any:
     try:
         return orjson.loads(delivery.body)
     except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):
+            raise InvalidRecord([too_deep()]) from None
         raise InvalidRecord([Problem("", "json_invalid", f"not valid JSON: {exc}")]) from None
+
+
+def record_json(body: Any, raw: bytes) -> bytes:
+    """A record parsed from ``raw`` as canonical JSON again, for the models to validate."""
+    try:
+        check_depth(body, raw)  # before the encoder sees it (see canonical.MAX_DEPTH)
+    except TooDeep:
+        raise InvalidRecord([too_deep()]) from None
+    return canonical_json(body)
 
 
 def refuse(

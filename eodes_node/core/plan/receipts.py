@@ -26,7 +26,17 @@ def settle(
     settled: dict[str, list[dict[str, Any]]] = {"delivered": [], "rejected": []}
     for outcome in decide_receipt(receipt, sent, by_number):
         mine = sent[outcome.message_id]
-        if mine.status == outcome.status:
+        if outcome.contradicts:
+            plan.note(
+                "warning",
+                "receipt_contradicts",
+                outcome.message_id,
+                mine.certificate_number,
+                settled=mine.status,
+                receipt_says=outcome.status,
+                code=outcome.code,
+                receipt_id=receipt.message_id,
+            )
             continue
         sent[outcome.message_id] = OutboundFacts(
             mine.message_id, mine.kind, mine.certificate_number, outcome.status
