@@ -13,9 +13,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from eodes_node import __version__
+from eodes_node.adapters.http.openapi import document as openapi_document
 from eodes_node.core.messages import MODEL_BY_KIND, FeedbackBody, Kind
 from eodes_node.core.models import Cancellation, Certificate
-from eodes_node.topology import asyncapi_channels
+from eodes_node.topology import ENVELOPE_KINDS, asyncapi_channels
 
 LOCAL_RECORDS: dict[str, type[BaseModel]] = {
     "eco-record": Certificate,
@@ -49,10 +50,92 @@ def generated() -> dict[str, dict[str, Any]]:
             record, name, f"A {name.replace('-', ' ')} as the local system submits it."
         )
     files["asyncapi.json"] = asyncapi()
+    files["openapi.json"] = openapi_document()  # the operator HTTP API
     return files
 
 
+_SERVER_VARIABLES = {
+    "host": {"description": "host:port of the broker", "default": "127.0.0.1:5672"},
+    "vhost": {"description": "the node's own vhost, e.g. eodes-kr (a named vhost, never /)"},
+}
+
+
+def _server(description: str) -> dict[str, Any]:
+    return {
+        "host": "{host}",
+        "pathname": "/{vhost}",
+        "protocol": "amqp",
+        "protocolVersion": "0-9-1",
+        "description": description,
+        "variables": _SERVER_VARIABLES,
+    }
+
+
+SERVERS = {
+    "local": _server("This node's own broker: it declares its topology and consumes only here."),
+    "partner": _server("The partner node's broker: this node only publishes to its inbound."),
+}
+
+EVENT_PAYLOAD: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "partner", "at", "items"],
+    "properties": {
+        "event": {"enum": ["delivered", "rejected", "failed", "record_rejected"]},
+        "partner": {"type": "string", "pattern": "^[A-Z]{2}$"},
+        "at": {"type": "string", "format": "date-time"},
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["message_id", "kind", "certificate_number"],
+                "properties": {
+                    "message_id": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "certificate_number": {"type": ["string", "null"]},
+                    "code": {"type": "string"},
+                    "text": {"type": "string"},
+                    "problems": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "path": {"type": "string"},
+                                "rule": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def _local_messages() -> dict[str, Any]:
+    """Messages of the local queues that have no schema file of their own."""
+    return {
+        "event": {
+            "name": "event",
+            "contentType": "application/json",
+            "summary": "A delivery event; AMQP type event.<event>.",
+            "payload": EVENT_PAYLOAD,
+        },
+        "dead-letter": {
+            "name": "dead-letter",
+            "contentType": "application/octet-stream",
+            "summary": "The refused delivery's body, byte for byte.",
+            "headers": {
+                "type": "object",
+                "required": ["x-eodes-reason"],
+                "properties": {"x-eodes-reason": {"type": "string"}},
+            },
+        },
+    }
+
+
 def asyncapi() -> dict[str, Any]:
+    assert {kind.value for kind in Kind} == set(ENVELOPE_KINDS)
     messages = {
         kind.value: {
             "name": kind.value,
@@ -69,6 +152,7 @@ def asyncapi() -> dict[str, Any]:
             "contentType": "application/json",
             "payload": {"$ref": f"records/{name}.schema.json"},
         }
+    messages.update(_local_messages())
     channels, operations = asyncapi_channels()
     return {
         "asyncapi": "3.0.0",
@@ -82,6 +166,7 @@ def asyncapi() -> dict[str, Any]:
             ),
         },
         "defaultContentType": "application/json",
+        "servers": SERVERS,
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages},

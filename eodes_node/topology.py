@@ -76,116 +76,207 @@ class Topology:
         )
 
 
-def asyncapi_channels() -> tuple[dict[str, Any], dict[str, Any]]:
-    """AsyncAPI 3.0 channels and operations of a node, with {partner} as a parameter."""
-    partner_param = {"partner": {"description": "partner country code, lower case (e.g. cn)"}}
+# --- The AsyncAPI description of the same names -------------------------------------
+# Addresses come from a Topology whose codes are placeholders, so the document names
+# exactly what ``Topology`` makes the node declare; tests/e2e/test_asyncapi.py compares
+# it with what a running node really declared on its vhost.
 
-    def ref(name: str) -> dict[str, str]:
-        return {"$ref": f"#/components/messages/{name}"}
+TEMPLATE = Topology(own="{OWN}", partner="{partner}")
+ENVELOPE_KINDS = (
+    "coo",
+    "coo-replacement",
+    "coo-cancellation",
+    "receipt",
+    "feedback",
+    "verification-request",
+    "verification-response",
+)
+_PARAMETERS = {"partner": {"description": "the partner's country code, lower case (e.g. cn)"}}
+_LOCAL = [{"$ref": "#/servers/local"}]
+_BINDING_VERSION = "0.3.0"
 
-    envelope_kinds = (
-        "coo",
-        "coo-replacement",
-        "coo-cancellation",
-        "receipt",
-        "feedback",
-        "verification-request",
-        "verification-response",
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/messages/{name}"}
+
+
+def _queue(address: str, description: str, messages: tuple[str, ...]) -> dict[str, Any]:
+    """A durable, non-exclusive classic queue on the node's own broker."""
+    channel: dict[str, Any] = {
+        "address": address,
+        "description": description,
+        "servers": _LOCAL,
+        "parameters": _PARAMETERS,
+        "bindings": {
+            "amqp": {
+                "is": "queue",
+                "queue": {
+                    "name": address,
+                    "durable": True,
+                    "exclusive": False,
+                    "autoDelete": False,
+                    "vhost": "{vhost}",
+                },
+                "bindingVersion": _BINDING_VERSION,
+            }
+        },
+    }
+    if messages:
+        channel["messages"] = {name: _ref(name) for name in messages}
+    return channel
+
+
+_LOCAL_QUEUES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    (
+        "inbound",
+        TEMPLATE.inbound_queue,
+        "The partner's envelopes, as routed from eodes.inbound with routing key = the "
+        "partner's country code in upper case. The node consumes here and answers each "
+        "batch with one signed receipt on the partner's broker.",
+        ENVELOPE_KINDS,
+    ),
+    (
+        "outboundRecords",
+        TEMPLATE.outbound_records,
+        "The issuing system submits records to send. AMQP property type: coo (default), "
+        "coo-replacement (an e-CO record with back_reference.kind = replaces) or "
+        "coo-cancellation (a cancellation record).",
+        ("eco-record", "cancellation-record"),
+    ),
+    (
+        "outboundFeedback",
+        TEMPLATE.outbound_feedback,
+        "The clearance system submits its decisions on certificates received from the "
+        "partner. AMQP property type: feedback.",
+        ("feedback-record",),
+    ),
+    (
+        "clearance",
+        TEMPLATE.clearance,
+        "For the clearance system, once each: verified certificates, replacements, "
+        "cancellations and verification responses, as the verified canonical payload; "
+        "headers x-eodes-sender, x-eodes-certificate, x-eodes-digest.",
+        ("coo", "coo-replacement", "coo-cancellation", "verification-response"),
+    ),
+    (
+        "issuing",
+        TEMPLATE.issuing,
+        "For the issuing system, once each: feedback decisions and verification requests "
+        "from the partner, in the same form as clearance.",
+        ("feedback", "verification-request"),
+    ),
+    (
+        "events",
+        TEMPLATE.events,
+        "Delivery events for the local systems; the messages one receipt settles share "
+        "one event. AMQP type: event.<event>.",
+        ("event",),
+    ),
+)
+# The queues whose refusals the node dead-letters; it declares a .dead queue for every
+# local queue, and publishes nothing to the other three.
+_DEAD_LETTERED = frozenset({"inbound", "outboundRecords", "outboundFeedback"})
+
+
+def _dead_channel(key: str, queue: str) -> dict[str, Any]:
+    if key in _DEAD_LETTERED:
+        text = (
+            f"What the node refused from {queue}, byte for byte, with the reason in header "
+            "x-eodes-reason; for operators."
+        )
+        return _queue(TEMPLATE.dead_letter(queue), text, ("dead-letter",))
+    text = (
+        f"Declared beside {queue} like every .dead queue; the node publishes nothing here "
+        "(its hand-offs to the local systems are never refused)."
     )
-    channels: dict[str, Any] = {
-        "partnerInbound": {
-            "address": INBOUND_EXCHANGE,
-            "description": (
-                "Direct exchange on each node's broker. The partner node publishes signed "
-                "envelopes here with routing key = its own country code (upper case), "
-                "persistent, mandatory, with publisher confirms. Bound to "
-                "eodes.{partner}.inbound."
-            ),
-            "messages": {k: ref(k) for k in envelope_kinds},
-            "bindings": {
-                "amqp": {
-                    "is": "routingKey",
-                    "exchange": {
-                        "name": INBOUND_EXCHANGE,
-                        "type": "direct",
-                        "durable": True,
-                        "vhost": "/",
-                    },
-                }
-            },
+    return _queue(TEMPLATE.dead_letter(queue), text, ())
+
+
+def _inbound_exchange() -> dict[str, Any]:
+    return {
+        "address": TEMPLATE.inbound_exchange,
+        "description": (
+            "Direct exchange on each node's broker. The partner node publishes signed "
+            "envelopes here with routing key = its own country code (upper case), "
+            "persistent, mandatory, with publisher confirms; bound to "
+            f"{TEMPLATE.inbound_queue} with routing key = the partner's code."
+        ),
+        "servers": [{"$ref": "#/servers/local"}, {"$ref": "#/servers/partner"}],
+        "messages": {kind: _ref(kind) for kind in ENVELOPE_KINDS},
+        "bindings": {
+            "amqp": {
+                "is": "routingKey",
+                "exchange": {
+                    "name": TEMPLATE.inbound_exchange,
+                    "type": "direct",
+                    "durable": True,
+                    "autoDelete": False,
+                    "vhost": "{vhost}",
+                },
+                "bindingVersion": _BINDING_VERSION,
+            }
         },
-        "outboundRecords": {
-            "address": "eodes.{partner}.outbound.records",
-            "parameters": partner_param,
-            "description": (
-                "The issuing system submits records to send. AMQP property type: coo "
-                "(default), coo-replacement or coo-cancellation."
-            ),
-            "messages": {
-                "eco-record": ref("eco-record"),
-                "cancellation-record": ref("cancellation-record"),
-            },
-        },
-        "outboundFeedback": {
-            "address": "eodes.{partner}.outbound.feedback",
-            "parameters": partner_param,
-            "description": "The clearance system submits decisions on received certificates.",
-            "messages": {"feedback-record": ref("feedback-record")},
-        },
-        "clearance": {
-            "address": "eodes.{partner}.clearance",
-            "parameters": partner_param,
-            "description": "Verified certificates, replacements and cancellations, once each.",
-            "messages": {k: ref(k) for k in ("coo", "coo-replacement", "coo-cancellation")},
-        },
-        "issuing": {
-            "address": "eodes.{partner}.issuing",
-            "parameters": partner_param,
-            "description": "Feedback decisions from the partner's customs, once each.",
-            "messages": {"feedback": ref("feedback")},
-        },
-        "events": {
-            "address": "eodes.{partner}.events",
-            "parameters": partner_param,
-            "description": (
-                "Delivery events for the local systems, JSON {event, partner, at, items}: "
-                "event = delivered | rejected | failed | record_rejected; each item has "
-                "message_id, kind, certificate_number and, where they apply, code, text and "
-                "problems. The messages one receipt settles share one event. AMQP type: "
-                "event.<event>."
-            ),
-        },
-        "deadLetters": {
-            "address": "eodes.{partner}.{queue}.dead",
-            "parameters": {
-                **partner_param,
-                "queue": {"description": "inbound, outbound.records or outbound.feedback"},
-            },
-            "description": (
-                "What a node refused, byte for byte, with the reason in header x-eodes-reason."
-            ),
-        },
+        "x-eodes-bindings": [
+            {"queue": TEMPLATE.inbound_queue, "routingKey": "{PARTNER}"},
+        ],
     }
-    operations: dict[str, Any] = {
-        "receiveFromPartner": {
-            "action": "receive",
-            "channel": {"$ref": "#/channels/partnerInbound"},
-            "summary": "Verify, store, deliver locally, answer with a signed receipt.",
-        },
-        "sendToPartner": {
-            "action": "send",
-            "channel": {"$ref": "#/channels/partnerInbound"},
-            "summary": "Sign and push to the partner's broker; resend with the same id until "
-            "a receipt arrives or the retry budget is spent.",
-        },
-        "receiveRecords": {"action": "receive", "channel": {"$ref": "#/channels/outboundRecords"}},
-        "receiveFeedback": {
-            "action": "receive",
-            "channel": {"$ref": "#/channels/outboundFeedback"},
-        },
-        "deliverToClearance": {"action": "send", "channel": {"$ref": "#/channels/clearance"}},
-        "deliverToIssuing": {"action": "send", "channel": {"$ref": "#/channels/issuing"}},
-        "reportEvents": {"action": "send", "channel": {"$ref": "#/channels/events"}},
-        "deadLetter": {"action": "send", "channel": {"$ref": "#/channels/deadLetters"}},
+
+
+def asyncapi_channels() -> tuple[dict[str, Any], dict[str, Any]]:
+    """AsyncAPI 3.0 channels and operations of a node: every exchange, queue and binding
+    it declares, with {partner} as a parameter and {vhost} from the server."""
+    channels: dict[str, Any] = {"partnerInbound": _inbound_exchange()}
+    for key, address, description, messages in _LOCAL_QUEUES:
+        channels[key] = _queue(address, description, messages)
+    for key, address, _, _ in _LOCAL_QUEUES:
+        channels[f"{key}Dead"] = _dead_channel(key, address)
+    return channels, _operations()
+
+
+def _op(action: str, channel: str, summary: str, **amqp: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "action": action,
+        "channel": {"$ref": f"#/channels/{channel}"},
+        "summary": summary,
     }
-    return channels, operations
+    if amqp:
+        op["bindings"] = {"amqp": {**amqp, "bindingVersion": _BINDING_VERSION}}
+    return op
+
+
+def _operations() -> dict[str, Any]:
+    persistent = {"deliveryMode": 2}
+    ops = {
+        "receiveFromPartner": _op(
+            "receive",
+            "inbound",
+            "Verify, deduplicate, store, hand over locally, answer with a signed receipt.",
+            ack=True,
+        ),
+        "sendToPartner": _op(
+            "send",
+            "partnerInbound",
+            "Sign and push to the partner's broker (routing key = our country code); "
+            "resend the same bytes under the same id until a receipt arrives or the retry "
+            "budget is spent. Receipts go the same way and are not retried.",
+            cc=["{OWN}"],
+            mandatory=True,
+            **persistent,
+        ),
+        "receiveRecords": _op("receive", "outboundRecords", "Records to sign and send.", ack=True),
+        "receiveFeedback": _op(
+            "receive", "outboundFeedback", "Decisions to sign and send.", ack=True
+        ),
+        "deliverToClearance": _op(
+            "send", "clearance", "Hand verified messages to clearance.", **persistent
+        ),
+        "deliverToIssuing": _op(
+            "send", "issuing", "Hand verified messages to issuing.", **persistent
+        ),
+        "reportEvents": _op("send", "events", "Report deliveries and failures.", **persistent),
+    }
+    for key in sorted(_DEAD_LETTERED):
+        ops[f"deadLetter{key[0].upper()}{key[1:]}"] = _op(
+            "send", f"{key}Dead", "Dead-letter what was refused, with the reason.", **persistent
+        )
+    return ops

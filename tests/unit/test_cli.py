@@ -149,3 +149,150 @@ def test_sign_refuses_an_invalid_record(
     )
     assert result.exit_code == 1
     assert "header.agreement: unknown agreement 'NOPE'" in result.stderr
+
+
+# --- A new partner link: init, samples for it, submission checks (no broker needed) ---
+
+
+@pytest.fixture
+def link(tmp_path: Path, runner: CliRunner) -> Path:
+    result = runner.invoke(
+        main, ["init", "--own", "KR", "--partner", "VN", "--out", str(tmp_path / "link")]
+    )
+    assert result.exit_code == 0, result.output
+    return tmp_path / "link"
+
+
+def test_init_writes_keys_a_config_pair_and_the_broker_commands(link: Path) -> None:
+    from eodes_node.config import load_config
+
+    assert stat.S_IMODE((link / "keys" / "kr.key.pem").stat().st_mode) == 0o600
+    assert not (link / "keys" / "vn.key.pem").exists(), "the partner makes its own key"
+    ours, theirs = load_config(link / "kr-vn.toml", {}), load_config(link / "vn-kr.toml", {})
+    assert (ours.node.country, ours.node.partner) == ("KR", "VN")
+    assert ours.broker.local_url.endswith("/eodes-kr")
+    assert ours.broker.partner_url.endswith("/eodes-vn")
+    assert (theirs.node.country, theirs.broker.local_url) == ("VN", ours.broker.partner_url)
+    assert ours.keys.partner_jwks == theirs.keys.private_key.with_name("vn.jwks.json")
+    assert ours.store.url != theirs.store.url
+    text = (link / "kr-vn.toml").read_text()
+    assert "Used by" not in text
+    assert "KR-VN-FTA" in text
+    script = (link / "broker-setup.sh").read_text()
+    for vhost in ("eodes-kr", "eodes-vn"):
+        assert f"rabbitmqctl add_vhost {vhost}" in script
+        assert f"rabbitmqctl set_permissions -p {vhost} guest" in script
+
+
+def test_init_trial_makes_both_key_pairs(tmp_path: Path, runner: CliRunner) -> None:
+    args = ["init", "--own", "cn", "--partner", "kr", "--out", str(tmp_path), "--trial"]
+    result = runner.invoke(main, [*args, "--vhost-prefix", "x-", "--namespace", "n1"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "keys" / "kr.key.pem").exists()
+    assert "rabbitmqctl add_vhost x-kr" in (tmp_path / "broker-setup.sh").read_text()
+    assert 'namespace = "n1"' in (tmp_path / "cn-kr.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("own", "partner", "says"),
+    [
+        ("KR", "KR", "--own and --partner must be different countries"),
+        ("KR", "QQ", "--partner 'QQ' is not an ISO 3166-1 alpha-2 country code"),
+        ("KR", "US", "no agreement in the table binds both KR and US"),
+    ],
+)
+def test_init_names_what_is_wrong(
+    tmp_path: Path, runner: CliRunner, own: str, partner: str, says: str
+) -> None:
+    result = runner.invoke(
+        main, ["init", "--own", own, "--partner", partner, "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert says in result.output
+
+
+def test_init_refuses_to_overwrite_a_link(link: Path, runner: CliRunner) -> None:
+    again = ["init", "--own", "KR", "--partner", "VN", "--out", str(link)]
+    result = runner.invoke(main, again)
+    assert result.exit_code == 1
+    assert "exists; pass --force to replace it" in result.output
+    assert runner.invoke(main, [*again, "--force"]).exit_code == 0
+
+
+def test_sample_for_a_link_uses_its_countries_and_agreement(link: Path, runner: CliRunner) -> None:
+    config = str(link / "kr-vn.toml")
+    result = runner.invoke(main, ["sample", "--config", config, "--count", "3", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.splitlines()]
+    assert {r["header"]["agreement"] for r in records} == {"KR-VN-FTA"}
+    assert {(r["exporter"]["country"], r["consignee"]["country"]) for r in records} == {
+        ("KR", "VN")
+    }
+    akfta = runner.invoke(main, ["sample", "--config", config, "--agreement", "AKFTA"])
+    assert json.loads(akfta.output)["consignee"]["country"] == "VN"
+    kcfta = runner.invoke(main, ["sample", "--config", config, "--agreement", "KCFTA"])
+    assert kcfta.exit_code == 1
+    assert "importer VN is not a party to KCFTA" in kcfta.output
+
+
+def test_sample_cancellations_and_feedback_for_given_certificates(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    coos = runner.invoke(main, ["sample", "--count", "3", "--seed", "4"]).output
+    path = tmp_path / "coos.jsonl"
+    path.write_text(coos)
+    numbers = [json.loads(line)["header"]["certificate_number"] for line in coos.splitlines()]
+    for kind in ("cancellation", "feedback"):
+        given = runner.invoke(main, ["sample", "--type", kind, "--for", str(path)])
+        assert given.exit_code == 0, given.output
+        assert [json.loads(x)["certificate_number"] for x in given.output.splitlines()] == numbers
+        same_seed = runner.invoke(main, ["sample", "--type", kind, "--count", "3", "--seed", "4"])
+        assert [
+            json.loads(x)["certificate_number"] for x in same_seed.output.splitlines()
+        ] == numbers
+    path.write_text('{"header": {}}')
+    bad = runner.invoke(main, ["sample", "--type", "feedback", "--for", str(path)])
+    assert bad.exit_code == 1
+    assert "header.certificate_number: this field is required" in bad.output
+
+
+def test_submit_refuses_what_the_node_would_and_says_why(
+    link: Path, runner: CliRunner, tmp_path: Path
+) -> None:
+    """Nothing valid to send: no broker is contacted (the config's broker is unreachable)."""
+    config = str(link / "kr-vn.toml")
+    path = tmp_path / "a.json"
+    path.write_text('{"a": 1}')
+    result = runner.invoke(main, ["submit", "--config", config, str(path)])
+    assert result.exit_code == 1
+    assert f"{path}: refused: a: unknown field" in result.stderr
+    assert f"{path}: refused: header: this field is required [missing]" in result.stderr
+    assert result.stdout.startswith("submitted 0 record(s) to eodes.vn.outbound.records; refused 1")
+
+
+def test_submit_refuses_a_certificate_of_another_link(
+    link: Path, runner: CliRunner, tmp_path: Path
+) -> None:
+    kr_cn = runner.invoke(main, ["sample", "--seed", "2"]).output
+    path = tmp_path / "cn.jsonl"
+    path.write_text(kr_cn)
+    result = runner.invoke(main, ["submit", "--config", str(link / "kr-vn.toml"), str(path)])
+    assert result.exit_code == 1
+    assert "consignee.country: the consignee is in CN" in result.stderr
+
+
+def test_submit_refuses_inconsistent_feedback(
+    link: Path, runner: CliRunner, tmp_path: Path
+) -> None:
+    decision = {
+        "certificate_number": "VN2026KRVNF0000001",
+        "decision": "granted",
+        "import_declaration": {"reference": "IMP-1", "date": "2026-03-02"},
+        "items": [{"item_number": 1, "granted": False, "reason": "HS_MISMATCH"}],
+    }
+    path = tmp_path / "decision.json"
+    path.write_text(json.dumps(decision))
+    config = str(link / "kr-vn.toml")
+    result = runner.invoke(main, ["submit", "--config", config, "--type", "feedback", str(path)])
+    assert result.exit_code == 1
+    assert "decision 'granted' contradicts the items" in result.stderr
