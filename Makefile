@@ -5,11 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Vhosts the demo and the test suite use on the local RabbitMQ.
-VHOSTS ?= eodes-kr eodes-cn eodes-test-kr eodes-test-cn
+VHOSTS ?= eodes-kr eodes-cn eodes-test-kr eodes-test-cn eodes-conf-kr eodes-conf-cn
 
 BENCH_VHOSTS := eodes-bench-kr eodes-bench-cn
 
-.PHONY: install lint format test test-core coverage broker schemas demo bench bench-quick clean
+.PHONY: install lint format test test-core coverage broker browser schemas demo bench bench-quick soak fuzz clean
 
 install: $(STAMP)
 
@@ -23,16 +23,20 @@ $(STAMP): pyproject.toml
 broker:
 	@bash scripts/ensure-rabbitmq.sh $(VHOSTS)
 
+# Debian's chromium for the browser tests (tests/browser); Playwright drives it.
+browser:
+	@bash scripts/ensure-chromium.sh
+
 lint: install
-	$(BIN)/ruff check eodes_node tests bench
-	$(BIN)/ruff format --check eodes_node tests bench
+	$(BIN)/ruff check eodes_node tests bench soak fuzz
+	$(BIN)/ruff format --check eodes_node tests bench soak fuzz
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format eodes_node tests bench
-	$(BIN)/ruff check --fix eodes_node tests bench
+	$(BIN)/ruff format eodes_node tests bench soak fuzz
+	$(BIN)/ruff check --fix eodes_node tests bench soak fuzz
 
-test: install broker
+test: install broker browser
 	$(BIN)/pytest
 
 # The unit tests alone: core and service on in-memory fakes, no broker, no database.
@@ -66,3 +70,16 @@ bench: install
 bench-quick: install
 	@bash scripts/ensure-rabbitmq.sh $(BENCH_VHOSTS)
 	$(BIN)/python bench/run.py --quick
+
+# The fault soak: both nodes as processes on a private RabbitMQ node (never the shared
+# one), seeded faults, counted at the local queues; about 5 minutes. SOAK_FULL=1 for the
+# long run, SOAK_SEED=N to replay, SOAK_FAULTS=0 to check the counting alone. Needs root.
+soak: install
+	@$(BIN)/python -m soak.run
+
+# Fuzz the three doors (partner envelopes, local records and feedback, the config file)
+# with atheris, one target at a time, FUZZ_SECONDS each; fails on any finding, saved in
+# fuzz/findings/. FUZZ_TARGETS="envelope-bytes config" for some of them.
+FUZZ_SECONDS ?= 30
+fuzz: install
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m fuzz.run $(FUZZ_TARGETS)

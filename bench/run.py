@@ -27,6 +27,7 @@ from typing import Any
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from pages import measure as measure_pages
 
 from eodes_node.core.envelope import seal
 from eodes_node.core.jws import KeySet, PrivateKey
@@ -51,10 +52,11 @@ class Plan:
     rate: float
     latency_s: float
     backlog: int
+    pages: int = 100_000  # certificates in the store the console's pages are timed on
 
 
 FULL = Plan(count=5000, repeats=3, rate=100.0, latency_s=30.0, backlog=100_000)
-QUICK = Plan(count=2000, repeats=1, rate=100.0, latency_s=10.0, backlog=5000)
+QUICK = Plan(count=2000, repeats=1, rate=100.0, latency_s=10.0, backlog=5000, pages=20_000)
 
 
 def say(text: str) -> None:
@@ -473,6 +475,7 @@ async def main(quick: bool) -> int:
     say(f"bench: latency at {plan.rate:.0f}/s for {plan.latency_s:.0f} s, {plan.repeats} runs")
     lat = await latency(run / "latency", records, plan)
     mem = await memory(run / "memory", records, plan)
+    pages = await measure_pages(run / "pages", plan.pages)
     result = {
         "ceiling_per_s": round(ceiling_rate, 1),
         "node_per_s": round(node_rate, 1),
@@ -483,6 +486,7 @@ async def main(quick: bool) -> int:
         "backlog": plan.backlog,
         "backlog_per_s": mem["backlog_per_s"],
         "restart_to_consume_s": mem["restart_to_consume_s"],
+        "pages_ms": pages,
         "count": plan.count,
         "repeats": plan.repeats,
         "node_runs_per_s": [round(r, 1) for r in rates],
@@ -508,6 +512,11 @@ async def main(quick: bool) -> int:
         ),
         ("backlog drain (cert/s)", f"{mem['backlog_per_s']:.0f}"),
         ("restart to consuming (s)", f"{mem['restart_to_consume_s']:.2f}"),
+        *(
+            (f"page {name}, median / p95 (ms)", f"{t['median_ms']:.0f} / {t['p95_ms']:.0f}")
+            for name, t in pages.items()
+            if isinstance(t, dict)
+        ),
     ]
     for name, value in rows:
         say(f"{name:<38} {value:>12}")

@@ -6,13 +6,14 @@ import stat
 
 from eodes_node.adapters.amqp import AmqpBroker
 from eodes_node.adapters.clock import SystemClock
-from eodes_node.adapters.sql import SqlStore
+from eodes_node.adapters.sql import SqlStore, StoreSettings
 from eodes_node.config import NodeConfig
 from eodes_node.core.jws import KeySet, PrivateKey
 from eodes_node.errors import ConfigError
 from eodes_node.ports import Broker, Clock, NodeStore
 from eodes_node.runtime import Node
 from eodes_node.service import NodeIdentity, NodeService
+from eodes_node.surface import attach_surface
 from eodes_node.topology import Topology
 
 
@@ -51,11 +52,18 @@ def build_node(
     if clock is None:
         clock = SystemClock()
     if store is None:
-        store = SqlStore(config.store.url, clock=clock)
+        store = SqlStore(
+            config.store.url,
+            clock=clock,
+            settings=StoreSettings(**config.store.model_dump(exclude={"url"})),
+        )
     if broker is None:
         broker = _amqp_broker(config, identity)
     service = NodeService(identity, store, broker, clock, retry=config.retry, limits=config.limits)
-    return Node(config, service, store=store, broker=broker, clock=clock)
+    node = Node(config, service, store=store, broker=broker, clock=clock)
+    # The operator surface: reports, repairs, metrics, and the HTTP side when enabled.
+    attach_surface(node, KeySet({identity.key.kid: identity.key.public}), identity.partner_keys)
+    return node
 
 
 def _amqp_broker(config: NodeConfig, identity: NodeIdentity) -> AmqpBroker:

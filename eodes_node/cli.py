@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import gc
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
-from eodes_node.core.agreements import AGREEMENTS
-from eodes_node.core.canonical import canonical_json
 from eodes_node.core.envelope import open_envelope, seal
 from eodes_node.core.jws import ALGORITHMS, Algorithm, KeySet, PrivateKey
 from eodes_node.core.messages import Kind, issued_now
@@ -184,45 +182,6 @@ def verify(
 
 
 @main.command()
-@click.option("--count", type=click.IntRange(1, 1_000_000), default=1, show_default=True)
-@click.option(
-    "--agreement", type=click.Choice(sorted(AGREEMENTS)), default="KCFTA", show_default=True
-)
-@click.option("--exporter", default=None, help="Exporting country (default: KR when a party).")
-@click.option("--importer", default=None, help="Importing country.")
-@click.option("--seed", type=int, default=None, help="Repeatable output for a given seed.")
-@click.option(
-    "--date",
-    "issue_date",
-    type=click.DateTime(["%Y-%m-%d"]),
-    default=None,
-    help="Issue date (default: today).",
-)
-def sample(
-    count: int,
-    agreement: str,
-    exporter: str | None,
-    importer: str | None,
-    seed: int | None,
-    issue_date: datetime | None,
-) -> None:
-    """Print COUNT realistic, valid e-CO records, one JSON object per line."""
-    from eodes_node.samples import SampleFactory
-
-    day: date | None = issue_date.date() if issue_date else None
-    try:
-        factory = SampleFactory(
-            agreement, exporter=exporter, importer=importer, seed=seed, issue_date=day
-        )
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    out = sys.stdout.buffer
-    for _ in range(count):
-        out.write(canonical_json(as_json_dict(factory.certificate())) + b"\n")
-    out.flush()
-
-
-@main.command()
 @click.option(
     "--out",
     "out_dir",
@@ -263,6 +222,7 @@ def run(config_path: Path) -> None:
     import asyncio
 
     from eodes_node.bootstrap import build_node
+    from eodes_node.errors import StoreUnavailable
     from eodes_node.logs import configure
 
     config = _config(config_path)
@@ -278,103 +238,21 @@ def run(config_path: Path) -> None:
     gc.set_threshold(50_000, 20, 100)
     try:
         node = build_node(config)
-    except ConfigError as exc:
+        # Refusals at start-up (a store another node holds, a store that cannot be
+        # opened) are one line for the operator, not a traceback.
+        asyncio.run(node.run())
+    except (ConfigError, StoreUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
-    asyncio.run(node.run())
 
 
-@main.command()
-@CONFIG_OPTION
-@click.argument("certificate_number")
-def status(config_path: Path, certificate_number: str) -> None:
-    """Print a certificate's state, its history and the messages about it."""
-    import asyncio
+# The link's commands (sample, submit, init, conformance) live in cli_link.
+from eodes_node.cli_link import LINK_COMMANDS  # noqa: E402
 
-    from eodes_node.adapters.clock import SystemClock
-    from eodes_node.adapters.sql import SqlStore
+for _command in LINK_COMMANDS:
+    main.add_command(_command)
 
-    config = _config(config_path)
+# The operator's commands (status, list, resend, replay-dead, events) live in cli_operator.
+from eodes_node.cli_operator import OPERATOR_COMMANDS  # noqa: E402
 
-    async def fetch() -> Any:
-        store = SqlStore(config.store.url, clock=SystemClock())
-        await store.open()
-        try:
-            return await store.report(certificate_number)
-        finally:
-            await store.close()
-
-    reports = asyncio.run(fetch())
-    if not reports:
-        _fail(f"no certificate {certificate_number} at this node")
-    for report in reports:
-        click.echo(f"certificate {report.number} ({report.role} side): {report.state}")
-        verb = "sent in" if report.role == "exporter" else "arrived in"
-        click.echo(f"  {verb} message {report.coo_message_id}")
-        click.echo("  history:")
-        for line in report.history:
-            before = line.before or "-"
-            click.echo(
-                f"    {line.at:%Y-%m-%d %H:%M:%S}Z  {line.event:<18} {before} -> "
-                f"{line.after}  ({line.message_id})"
-            )
-        click.echo("  messages:")
-        for direction, kind, message_id, state, attempts in report.messages:
-            click.echo(
-                f"    {direction:<3} {kind:<22} {message_id}  {state}"
-                + (f" after {attempts} attempt(s)" if direction == "out" else "")
-            )
-
-
-@main.command()
-@CONFIG_OPTION
-@click.option(
-    "--type",
-    "kind_name",
-    type=click.Choice(["coo", "coo-replacement", "coo-cancellation", "feedback"]),
-    default="coo",
-    show_default=True,
-)
-@click.argument("files", nargs=-1, required=True)
-def submit(config_path: Path, kind_name: str, files: tuple[str, ...]) -> None:
-    """Publish records into the node's local queue, as the issuing system would.
-
-    Each FILE holds one JSON record or JSON Lines; '-' reads standard input. Feedback
-    records go to the feedback queue, the rest to the records queue.
-    """
-    import asyncio
-
-    from eodes_node.adapters.amqp import BrokerLink
-    from eodes_node.core.messages import new_message_id
-    from eodes_node.errors import TransientError
-    from eodes_node.topology import Topology
-
-    config = _config(config_path)
-    topology = Topology(config.node.country, config.node.partner, config.node.namespace)
-    queue = topology.outbound_feedback if kind_name == "feedback" else topology.outbound_records
-    records = [record for source in files for record in _records(_read(source))]
-
-    async def publish() -> None:
-        link = BrokerLink(
-            config.broker.local_url,
-            name="eodes-node submit",
-            timeout_s=config.broker.io_timeout_s,
-            reconnect_s=1.0,
-        )
-        try:
-            await link.connect()
-            channel = await link.publish_channel()
-            await channel.declare_queue(queue, durable=True)
-            await asyncio.gather(
-                *(
-                    link.publish("", queue, record, message_id=new_message_id(), kind=kind_name)
-                    for record in records
-                )
-            )
-        finally:
-            await link.close()
-
-    try:
-        asyncio.run(publish())
-    except TransientError as exc:
-        _fail(f"submit failed: {exc}")
-    click.echo(f"submitted {len(records)} record(s) to {queue}")
+for _command in OPERATOR_COMMANDS:
+    main.add_command(_command)

@@ -4,6 +4,8 @@ The KR issuing system submits realistic e-COs; the CN clearance system decides o
 (most granted, some denied with realistic reasons, one partially granted). The demo shows
 progress, a table per certificate, and ends with one summary line. It exits 0 only if
 every certificate got its receipt and its decision, none was lost and none duplicated.
+Each node serves its console; the demo prints their addresses, and with ``DEMO_KEEP=1``
+it leaves the pair and its consoles running until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -11,56 +13,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
+import secrets
+import signal
+import socket
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 import orjson
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection
 
 from eodes_node.adapters.clock import SystemClock
 from eodes_node.adapters.sql import SqlStore
 from eodes_node.config import load_config
 from eodes_node.core.jws import KeySet, PrivateKey
 from eodes_node.core.records import as_json_dict
+from eodes_node.demo_systems import (
+    DENIAL_REASONS,
+    Tally,
+    attach_local_systems,
+    say,
+    submit_records,
+)
 from eodes_node.keyfiles import write_private_key
 from eodes_node.samples import SampleFactory
 from eodes_node.testing import NodeProcess
 from eodes_node.topology import Topology
 
+__all__ = ["DENIAL_REASONS", "main", "run_demo"]
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "demo-run"
 CONFIGS = {"KR": ROOT / "config" / "kr-cn.toml", "CN": ROOT / "config" / "cn-kr.toml"}
-DENIAL_REASONS = (
-    "QUANTITY_EXCEEDED",
-    "HS_MISMATCH",
-    "OUTSIDE_VALIDITY",
-    "ORIGIN_NOT_MET",
-    "UNIT_MISMATCH",
-)
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
-@dataclass
-class Tally:
-    submitted: dict[str, dict[str, Any]] = field(default_factory=dict)
-    cleared: Counter[str] = field(default_factory=Counter)
-    receipts: Counter[str] = field(default_factory=Counter)
-    decisions: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
-    failed: set[str] = field(default_factory=set)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def complete(self) -> bool:
-        return all(n in self.receipts and n in self.decisions for n in self.submitted)
 
 
 def prepare_keys() -> dict[str, dict[str, str]]:
@@ -73,6 +60,7 @@ def prepare_keys() -> dict[str, dict[str, str]]:
             orjson.dumps(KeySet({key.kid: key.public}).to_jwks(), option=orjson.OPT_INDENT_2)
         )
     env = {}
+    tokens = console_token(keys)
     for own, partner in (("KR", "CN"), ("CN", "KR")):
         env[own] = {
             "EODES_KEYS_PRIVATE_KEY": str(keys / f"{own.lower()}.key.pem"),
@@ -80,8 +68,43 @@ def prepare_keys() -> dict[str, dict[str, str]]:
             "EODES_STORE_URL": f"sqlite:///{RUN / own.lower() / 'node.db'}",
             "EODES_LOGGING_LEVEL": "info",
             "EODES_RETRY_FIRST_AFTER_S": "3",
+            "EODES_HTTP_ENABLED": "true",
+            "EODES_HTTP_PORT": str(free_port()),
+            "EODES_HTTP_TOKENS_FILE": str(tokens),
         }
     return env
+
+
+def console_token(keys: Path) -> Path:
+    """A fresh operator token for both consoles, kept in files (mode 0600), never printed:
+    keys/console-token holds it for the person signing in, keys/http-tokens for the nodes."""
+    token = secrets.token_urlsafe(24)
+    write_private_key(keys / "console-token", f"{token}\n".encode())
+    write_private_key(keys / "http-tokens", f"operator:{token}:demo\n".encode())
+    return keys / "http-tokens"
+
+
+def free_port() -> int:
+    """A loopback port free now, for a node's HTTP side (the demo may run beside others)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def show_consoles(env: Mapping[str, Mapping[str, str]]) -> None:
+    for country in ("KR", "CN"):
+        say(f"demo: {country} console: http://127.0.0.1:{env[country]['EODES_HTTP_PORT']}/console")
+    say(f"demo: sign in with the token in {(RUN / 'keys' / 'console-token').relative_to(ROOT)}")
+
+
+async def until_interrupted() -> None:
+    """``DEMO_KEEP=1``: the pair and its consoles stay up until Ctrl-C (or SIGTERM)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    say("demo: DEMO_KEEP=1: the nodes and their consoles keep running; Ctrl-C stops them")
+    await stop.wait()
 
 
 async def reset_queues(connection: AbstractRobustConnection, topology: Topology) -> None:
@@ -96,33 +119,6 @@ async def reset_queues(connection: AbstractRobustConnection, topology: Topology)
     await channel.close()
 
 
-def decide(index: int, record: dict[str, Any], partial_at: int) -> dict[str, Any]:
-    items = record["items"]
-    if index == partial_at:
-        outcome = {i["item_number"]: (i["item_number"] != 1) for i in items}
-    elif index % 6 == 4:
-        outcome = {i["item_number"]: False for i in items}
-    else:
-        outcome = {i["item_number"]: True for i in items}
-    # One matching rule fails for the whole declaration, as clearance reports it.
-    reason = random.Random(index).choice(DENIAL_REASONS)  # noqa: S311 - demo data
-    decided = [
-        {"item_number": n, "granted": ok} | ({} if ok else {"reason": reason})
-        for n, ok in outcome.items()
-    ]
-    granted = sum(outcome.values())
-    decision = "granted" if granted == len(items) else "denied" if not granted else "partial"
-    return {
-        "certificate_number": record["header"]["certificate_number"],
-        "decision": decision,
-        "import_declaration": {
-            "reference": f"CN-IMP-2026-{100000 + index}",
-            "date": record["header"]["issue_date"],
-        },
-        "items": decided,
-    }
-
-
 def clean_run_dir() -> None:
     """Remove what a previous demo left: keys, node databases and logs."""
     RUN.mkdir(exist_ok=True)
@@ -132,101 +128,6 @@ def clean_run_dir() -> None:
             for file in sorted(path.rglob("*"), reverse=True):
                 file.unlink() if file.is_file() else file.rmdir()
             path.rmdir()
-
-
-@dataclass
-class LocalSystems:
-    """The simulated KR issuing system and CN clearance system, as queue consumers."""
-
-    tally: Tally
-    topo: dict[str, Topology]
-    records: list[dict[str, Any]]
-    # The CN clearance system publishes its decisions here (with publisher confirms).
-    feedback_channel: AbstractChannel
-    partial_at: int = field(init=False)
-    index_of: dict[str, int] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.partial_at = next((i for i, r in enumerate(self.records) if len(r["items"]) > 1), 0)
-        self.index_of = {r["header"]["certificate_number"]: i for i, r in enumerate(self.records)}
-
-    async def on_clearance(self, message: AbstractIncomingMessage) -> None:
-        body = orjson.loads(message.body)
-        number = body["certificate"]["header"]["certificate_number"]
-        self.tally.cleared[number] += 1
-        await message.ack()
-        if self.tally.cleared[number] == 1 and number in self.index_of:
-            record = decide(self.index_of[number], body["certificate"], self.partial_at)
-            await self.feedback_channel.default_exchange.publish(
-                aio_pika.Message(
-                    orjson.dumps(record),
-                    type="feedback",
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                routing_key=self.topo["CN"].outbound_feedback,
-            )
-        self.tally.changed.set()
-
-    async def on_issuing(self, message: AbstractIncomingMessage) -> None:
-        body = orjson.loads(message.body)
-        self.tally.decisions[body["feedback"]["certificate_number"]].append(body["feedback"])
-        await message.ack()
-        self.tally.changed.set()
-
-    async def on_event(self, message: AbstractIncomingMessage) -> None:
-        body = orjson.loads(message.body)
-        for item in body["items"]:
-            self.on_item(body["event"], item)
-        await message.ack()
-        self.tally.changed.set()
-
-    def on_item(self, event: str, item: dict[str, Any]) -> None:
-        number = str(item.get("certificate_number"))
-        if event == "delivered" and item["kind"] == "coo":
-            self.tally.receipts[number] += 1
-        elif event in ("failed", "rejected", "record_rejected"):
-            self.tally.failed.add(number)
-            say(f"demo: {event}: {number}: {item.get('text', '')}")
-
-
-async def attach_local_systems(
-    local: Mapping[str, AbstractRobustConnection],
-    topo: dict[str, Topology],
-    tally: Tally,
-    records: list[dict[str, Any]],
-) -> None:
-    """Consume what the nodes hand to clearance (CN), to issuing and as events (KR)."""
-    kr_channel = await local["KR"].channel()
-    cn_channel = await local["CN"].channel(publisher_confirms=True)
-    systems = LocalSystems(tally, topo, records, cn_channel)
-    clearance_channel = await local["CN"].channel()
-    for channel, queue, handler in (
-        (clearance_channel, topo["CN"].clearance, systems.on_clearance),
-        (kr_channel, topo["KR"].issuing, systems.on_issuing),
-        (kr_channel, topo["KR"].events, systems.on_event),
-    ):
-        declared = await channel.declare_queue(queue, durable=True)
-        await declared.consume(handler)
-
-
-async def submit_records(
-    connection: AbstractRobustConnection,
-    topology: Topology,
-    tally: Tally,
-    records: list[dict[str, Any]],
-) -> None:
-    """The KR issuing system submits every record to its node."""
-    submit = await connection.channel(publisher_confirms=True)
-    say(f"demo: KR issuing system submits {len(records)} e-COs (KCFTA)")
-    for record in records:
-        number = record["header"]["certificate_number"]
-        tally.submitted[number] = record
-        await submit.default_exchange.publish(
-            aio_pika.Message(
-                orjson.dumps(record), type="coo", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
-            ),
-            routing_key=topology.outbound_records,
-        )
 
 
 async def await_outcomes(tally: Tally, count: int) -> None:
@@ -281,16 +182,23 @@ async def run_demo(count: int) -> int:
         for node in nodes.values():
             await node.start()
         say(f"demo: KR and CN nodes running (logs in {RUN.relative_to(ROOT)}/kr.1.log, cn.1.log)")
+        show_consoles(env)
         await attach_local_systems(local, topo, tally, records)
         await submit_records(local["KR"], topo["KR"], tally, records)
         await await_outcomes(tally, count)
+        if os.environ.get("DEMO_KEEP") == "1":
+            outcome = await report(tally, count)
+            show_consoles(env)
+            await until_interrupted()
+            return outcome
     finally:
         await shut_down(nodes, local)
     return await report(tally, count)
 
 
 async def report(tally: Tally, count: int) -> int:
-    store = SqlStore(f"sqlite:///{RUN / 'kr' / 'node.db'}", clock=SystemClock())
+    # Only reads, so also beside a running KR node (DEMO_KEEP=1).
+    store = SqlStore(f"sqlite:///{RUN / 'kr' / 'node.db'}", clock=SystemClock(), exclusive=False)
     await store.open()
     try:
         states = {

@@ -10,15 +10,28 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import structlog
 
 from eodes_node.config import NodeConfig
-from eodes_node.errors import TransientError
+from eodes_node.errors import StoreUnavailable, TransientError
 from eodes_node.ports import BatchHandler, Broker, Clock, Consumer, NodeStore
 from eodes_node.service import NodeService
 
 log = structlog.get_logger("eodes_node.runtime")
+
+
+class Surface(Protocol):
+    """The operator surface (HTTP: health, metrics, API) as the runtime runs it: up before
+    the consumers, so readiness says 503 while the node starts; down after the drain."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+    async def upkeep(self) -> float:
+        """Background upkeep (the report index); returns how long to wait before the next."""
+        ...
 
 
 class Node:
@@ -32,12 +45,14 @@ class Node:
         store: NodeStore,
         broker: Broker,
         clock: Clock,
+        surface: Surface | None = None,
     ) -> None:
         self.config = config
         self.service = service
         self.store = store
         self.broker = broker
         self.clock = clock
+        self.surface = surface
         self.ready = asyncio.Event()
         self.consumers: list[Consumer] = []
 
@@ -68,6 +83,21 @@ class Node:
                 self.consumers.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 30.0)
+        return False
+
+    async def _open_store(self, stop: asyncio.Event) -> bool:
+        """Open the store, retrying while it is unavailable: a node started before its
+        database comes up by itself when the database does. A configuration error (a
+        store already in use, a bad URL) is not retried."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self.store.open()
+                return True
+            except StoreUnavailable as exc:
+                log.warning("store_unavailable", error=str(exc), retry_in_s=delay)
+                await _first_of(stop, None, delay)
                 delay = min(delay * 2, 30.0)
         return False
 
@@ -120,6 +150,8 @@ class Node:
                 await self.store.flush_published()
             except TransientError as exc:
                 log.warning("flush_deferred", error=str(exc))
+            except Exception:
+                log.exception("flush_failed")
 
     async def _relay_pass(self) -> float:
         remaining = await self.service.relay_outbox()
@@ -131,11 +163,17 @@ class Node:
         structlog.contextvars.bind_contextvars(
             node=self.config.node.country, partner=self.config.node.partner
         )
-        await self.store.open()
+        if not await self._open_store(stop):
+            return
         try:
+            if self.surface is not None:
+                await self.surface.start()
             if not await self._start_consuming(stop):
                 return
-            await self.service.relay_outbox()
+            try:
+                await self.service.relay_outbox()
+            except TransientError as exc:
+                log.warning("relay_deferred", error=str(exc))
             log.info("node_started", own=self.config.node.country, partner=self.config.node.partner)
             self.ready.set()
             async with asyncio.TaskGroup() as group:
@@ -146,10 +184,14 @@ class Node:
                 )
                 group.create_task(self._every(stop, self._relay_pass))
                 group.create_task(self._flush_marks(stop))
+                if self.surface is not None:
+                    group.create_task(self._every(stop, self.surface.upkeep))
                 await stop.wait()
                 await self._drain()
         finally:
             self.ready.clear()
+            if self.surface is not None:
+                await self.surface.stop()
             await self.broker.close()
             with contextlib.suppress(TransientError):
                 await self.store.flush_published()
@@ -160,6 +202,7 @@ class Node:
         """Stop taking work, let in-flight batches finish within the bound; what does not
         finish stays unacked and the broker redelivers it."""
         log.info("draining", bound_s=self.config.limits.drain_timeout_s)
+        self.ready.clear()  # readiness says 503 from now on
         await self.broker.stop_consuming()
         for consumer in self.consumers:
             consumer.stop()

@@ -41,6 +41,7 @@ class Event(StrEnum):
     PARTIAL = "partial"
     REPLACED = "replaced"
     CANCELLED = "cancelled"
+    RESENT = "resent"  # an operator sent a failed or rejected certificate again
 
 
 NEW: Final = None  # the state of a certificate not yet known
@@ -67,10 +68,12 @@ _EXPORTER: dict[State | None, dict[Event, State]] = {
     State.FAILED: {
         Event.RECEIPT_ACCEPTED: State.DELIVERED,
         Event.RECEIPT_REJECTED: State.REJECTED,
+        Event.RESENT: State.PENDING,
         **_DECIDED,
         **_WITHDRAWN,
     },
-    State.REJECTED: {},
+    # Only an operator's re-send moves it on (after fixing a key, a clock, a record).
+    State.REJECTED: {Event.RESENT: State.PENDING},
     State.GRANTED: {Event.RECEIPT_ACCEPTED: State.GRANTED},
     State.DENIED: {Event.RECEIPT_ACCEPTED: State.DENIED},
     State.PARTIAL: {Event.RECEIPT_ACCEPTED: State.PARTIAL},

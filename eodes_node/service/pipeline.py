@@ -10,11 +10,15 @@ is answered by the plan: rejection receipt, dead letter, error event.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from eodes_node.config import LimitsSection, RetrySection
+from eodes_node.core.decide import CertFacts
+from eodes_node.core.messages import Kind
 from eodes_node.core.plan import (
     EnvelopeLimits,
     Identity,
@@ -24,12 +28,17 @@ from eodes_node.core.plan import (
     inbound,
     records,
 )
+from eodes_node.core.plan.resend import Original, ResendRefused, plan_resend
+from eodes_node.core.state import Role
 from eodes_node.core.work import Delivery, Facts, FactsQuery, Publication, UnitOfWork
 from eodes_node.errors import StoreUnavailable
-from eodes_node.ports import Clock, NodeStore, Transport
+from eodes_node.ports import Clock, NodeStore, SentMessages, Transport
 from eodes_node.service.effects import log_notes, render
+from eodes_node.service.feed import EventFeed
 from eodes_node.service.gate import StoreGate
+from eodes_node.service.metrics import NodeMetrics
 from eodes_node.service.outbox import OutboxPublisher
+from eodes_node.service.repairs import RepairRefused
 from eodes_node.service.retries import Resender
 from eodes_node.topology import Topology
 
@@ -51,8 +60,12 @@ class NodeService:
         *,
         retry: RetrySection,
         limits: LimitsSection,
+        metrics: NodeMetrics | None = None,
+        sent: SentMessages | None = None,
     ) -> None:
         self.id = identity
+        self.metrics = metrics or NodeMetrics()
+        self.sent = sent  # where an operator's re-send finds the original message
         self.store = store
         self.clock = clock
         self.topology = identity.topology
@@ -76,15 +89,20 @@ class NodeService:
             policy=self.policy,
             lock=self._lock,
             commit_plan=self._commit_plan,
+            metrics=self.metrics,
         )
         # Set when publication marks wait in memory; the runtime flushes them soon.
         self.flush_wanted = asyncio.Event()
         # Set when a commit scheduled a resend: the resend loop recomputes its wait.
         self.schedule_changed = asyncio.Event()
         self.gate = StoreGate()
+        self.feed = EventFeed()
+        self.events = identity.topology.events
+        self.max_age = timedelta(seconds=limits.max_age_s)
 
     async def handle_inbound(self, batch: Sequence[Delivery]) -> Bound:
         now = self.clock.now()
+        self.metrics.batch("inbound", len(batch))
         opening = inbound.prepare(list(batch), self.id, now, self.envelope_limits)
         return await self._decide_and_commit(
             inbound.query(opening, self.id),
@@ -93,6 +111,7 @@ class NodeService:
 
     async def handle_records(self, batch: Sequence[Delivery]) -> Bound:
         now = self.clock.now()
+        self.metrics.batch("records", len(batch))
         prepared = records.prepare(list(batch), self.id, now, self.limits.max_record_bytes)
         return await self._decide_and_commit(
             records.query(prepared),
@@ -101,6 +120,7 @@ class NodeService:
 
     async def handle_feedback(self, batch: Sequence[Delivery]) -> Bound:
         now = self.clock.now()
+        self.metrics.batch("feedback", len(batch))
         prepared = feedback.prepare(list(batch), self.limits.max_record_bytes)
         return await self._decide_and_commit(
             feedback.query(prepared),
@@ -138,11 +158,50 @@ class NodeService:
             publications=render(decided.effects, self.topology, self.id.partner, self.clock.now()),
             reissue=decided.reissue,
         )
+        started = time.perf_counter()
         ids = await self.store.commit(unit) if unit else []
+        self.metrics.committed(decided, time.perf_counter() - started if unit else 0.0)
         log_notes(decided.notes, self.id.partner)
+        self.feed.extend(p.body for p in unit.publications if p.destination == self.events)
         if any(row.next_attempt_at is not None for row in unit.outbound):
             self.schedule_changed.set()
         return list(zip(ids, unit.publications, strict=True))
+
+    async def resend(self, number: str) -> dict[str, Any]:
+        """An operator's re-send of a failed or rejected certificate (``core.plan.resend``),
+        decided and committed under the batches' lock like any batch, then published."""
+        if self.sent is None:
+            raise RepairRefused("this node was built without access to its sent messages")
+        async with self._lock:
+            key = (Role.EXPORTER.value, number)
+            cert = (await self.store.facts(FactsQuery(certificates=(key,)))).certificates.get(key)
+            original = await self._original(cert)
+            try:
+                decided = plan_resend(
+                    number, cert, original, self.id, self.clock.now(), self.policy, self.max_age
+                )
+            except ResendRefused as exc:
+                raise RepairRefused(str(exc), unknown=exc.unknown) from None
+            items = await self._commit_plan(decided)
+        self.schedule_changed.set()
+        self.metrics.operator_resends.inc()
+        published = await self.publisher.publish(items)
+        (moved,) = decided.transitions
+        return {
+            "certificate_number": number,
+            "message_id": moved.message_id,
+            "same_message": moved.coo_message_id is None,
+            "published": published == len(items),
+        }
+
+    async def _original(self, cert: CertFacts | None) -> Original | None:
+        if cert is None:
+            return None
+        assert self.sent is not None  # resend() checked it
+        found = await self.sent.sent_message(cert.coo_message_id)
+        if found is None:
+            return None
+        return Original(found.message_id, Kind(found.kind), found.token, found.status)
 
     async def published(self, ids: Sequence[int]) -> None:
         """Bound publications went out with their acks: make that durable soon."""

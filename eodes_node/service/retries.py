@@ -10,6 +10,7 @@ import structlog
 from eodes_node.core.plan import Plan, RetryPolicy, failures
 from eodes_node.core.work import Due, OutboundUpdate, Publication, UnitOfWork
 from eodes_node.ports import Clock, Schedule, Store, Transport
+from eodes_node.service.metrics import NodeMetrics
 from eodes_node.service.outbox import OutboxPublisher
 
 log = structlog.get_logger("eodes_node.service")
@@ -29,7 +30,9 @@ class Resender:
         policy: RetryPolicy,
         lock: asyncio.Lock,
         commit_plan: CommitPlan,
+        metrics: NodeMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or NodeMetrics()
         self.store = store
         self.schedule = schedule
         self.transport = transport
@@ -55,6 +58,7 @@ class Resender:
                 )
         if published:
             await self.publisher.publish(published)
+        self.metrics.resent(len(resend))
         await asyncio.gather(*(self._attempt(d) for d in resend))
         if len(due) == limit:
             return now

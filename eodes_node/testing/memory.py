@@ -28,6 +28,7 @@ from eodes_node.ports import (
     QueuedPublication,
     UnitOfWork,
 )
+from eodes_node.testing.memory_reports import MemoryReports
 from eodes_node.testing.tables import (
     GENESIS,
     CertKey,
@@ -42,16 +43,17 @@ from eodes_node.testing.tables import (
 __all__ = ["InMemoryStore"]
 
 
-class InMemoryStore:
-    """The NodeStore port in memory, with the SQL store's observable semantics.
+class InMemoryStore(MemoryReports):
+    """The NodeStore and Reports ports in memory, with the SQL store's observable semantics.
 
     No method awaits anything, so each call is atomic with respect to the event loop, as a
     transaction is. Claims and unflushed marks are the process's memory, as in the SQL
     store; ``restart()`` drops them the way a crash would.
     """
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, *, own: str = "", partner: str = "") -> None:
         self._clock = clock
+        self.own, self.partner = own, partner  # who signed what, for verification look-ups
         self._inbound: dict[tuple[str, str], tuple[InboundRow, float]] = {}
         self._outbound: dict[str, StoredOutbound] = {}
         self._local_keys: dict[str, str] = {}
@@ -87,7 +89,7 @@ class InMemoryStore:
 
     # -- read helpers for tests and integrators ----------------------------------------
 
-    def certificate(self, role: str, number: str) -> CertFacts | None:
+    def certificate_facts(self, role: str, number: str) -> CertFacts | None:
         return self._certificates.get((role, number))
 
     def certificate_state(self, role: str, number: str) -> str | None:
@@ -175,6 +177,12 @@ class InMemoryStore:
         for key, state in final.items():
             self._certificates[key] = replace(self._certificates[key], state=state)
         for t in transitions:
+            if t.before is not None and t.coo_message_id:  # a re-send in a new message
+                key = (t.role.value, t.number)
+                self._certificates[key] = replace(
+                    self._certificates[key], coo_message_id=t.coo_message_id
+                )
+        for t in transitions:
             self._last_chain = chain_hash(self._last_chain, t, now)
             self.history.append(HistoryRecord.of(self._next_history_id, t, now, self._last_chain))
             self._next_history_id += 1
@@ -188,11 +196,16 @@ class InMemoryStore:
         # Attempts first, settlements second, as the SQL store runs them.
         for u in unit.outbound_updates:
             row = self._outbound.get(u.message_id)
-            if u.status == "pending" and row is not None and row.status == "pending":
-                # A retry attempt never overrides a receipt that arrived meanwhile.
+            if u.status == "pending" and row is not None and row.status in ("pending", "failed"):
+                # A retry attempt never overrides a receipt that arrived meanwhile; on a
+                # failed message it is an operator's re-send, which reopens it.
                 attempts = row.attempts if u.attempts is None else u.attempts
                 self._outbound[u.message_id] = replace(
-                    row, attempts=attempts, next_attempt_at=u.next_attempt_at, updated_at=now
+                    row,
+                    status="pending",
+                    attempts=attempts,
+                    next_attempt_at=u.next_attempt_at,
+                    updated_at=now,
                 )
         for u in unit.outbound_updates:
             row = self._outbound.get(u.message_id)

@@ -17,10 +17,12 @@ from typing import Any
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from pydantic import SecretStr
 
 from eodes_node.bootstrap import build_node
 from eodes_node.config import (
     BrokerSection,
+    HttpSection,
     KeysSection,
     NodeConfig,
     NodeSection,
@@ -102,8 +104,15 @@ class Side:
         *,
         retry: RetrySection,
         batch_max: int = 64,
+        http: bool = False,
+        consume_dead_letters: bool = True,
     ) -> None:
         self.own, self.partner = own, partner
+        # False leaves dead letters in their queues, for a test of their replay.
+        self.consume_dead_letters = consume_dead_letters
+        # Bearer tokens of the HTTP side, when it is on (a free port, loopback).
+        self.operator_token = secrets.token_urlsafe(24)
+        self.viewer_token = secrets.token_urlsafe(24)
         self.vhost = vhost
         self.topology = Topology(own, partner, namespace)
         self.dir = root / own.lower()
@@ -131,6 +140,13 @@ class Side:
             ),
             store=StoreSection(url=f"sqlite:///{self.dir / 'node.db'}"),
             retry=retry,
+            http=HttpSection(
+                enabled=http,
+                port=0,
+                tokens=SecretStr(
+                    f"operator:{self.operator_token}:ops,viewer:{self.viewer_token}:watch"
+                ),
+            ),
         )
         self.node: Node | None = None
         self._task: asyncio.Task[None] | None = None
@@ -165,8 +181,18 @@ class Side:
         for queue in (t.inbound_queue, t.outbound_records, t.outbound_feedback):
             seen = Seen(f"{self.own} {queue}.dead")
             declared = await channel.declare_queue(t.dead_letter(queue), durable=True)
-            await declared.consume(seen.add, no_ack=True)
+            if self.consume_dead_letters:
+                await declared.consume(seen.add, no_ack=True)
             self.dead[queue] = seen
+
+    @property
+    def http_url(self) -> str:
+        """Where this side's HTTP API answers (``http=True`` and started)."""
+        surface = self.node.surface if self.node is not None else None
+        server = getattr(surface, "server", None)
+        if server is None or server.port is None:
+            raise AssertionError(f"{self.own} node serves no HTTP; pass http=True and start it")
+        return f"http://127.0.0.1:{server.port}"
 
     async def start(self) -> Node:
         self._stop = asyncio.Event()
@@ -231,8 +257,11 @@ class Side:
         lines = []
         for section, values in c.model_dump(mode="json").items():
             lines.append(f"[{section}]")
+            if section == "http":
+                values["tokens"] = c.http.tokens.get_secret_value()
             for key, value in values.items():
-                lines.append(f"{key} = {orjson.dumps(value).decode()}")
+                if value is not None:  # TOML has no null: left out is the default
+                    lines.append(f"{key} = {orjson.dumps(value).decode()}")
         path = self.dir / "node.toml"
         path.write_text("\n".join(lines) + "\n")
         return path
@@ -266,16 +295,36 @@ class NodePair:
         retry: RetrySection | None = None,
         vhosts: tuple[str, str] = ("eodes-test-kr", "eodes-test-cn"),
         batch_max: int = 64,
+        http: bool = False,
+        consume_dead_letters: bool = True,
     ) -> None:
         namespace = "t" + secrets.token_hex(5)
         retry = retry or RetrySection(
             first_after_s=1.0, multiplier=2.0, max_interval_s=4.0, max_attempts=8
         )
         self.kr = Side(
-            "KR", "CN", vhosts[0], vhosts[1], namespace, root, retry=retry, batch_max=batch_max
+            "KR",
+            "CN",
+            vhosts[0],
+            vhosts[1],
+            namespace,
+            root,
+            retry=retry,
+            batch_max=batch_max,
+            http=http,
+            consume_dead_letters=consume_dead_letters,
         )
         self.cn = Side(
-            "CN", "KR", vhosts[1], vhosts[0], namespace, root, retry=retry, batch_max=batch_max
+            "CN",
+            "KR",
+            vhosts[1],
+            vhosts[0],
+            namespace,
+            root,
+            retry=retry,
+            batch_max=batch_max,
+            http=http,
+            consume_dead_letters=consume_dead_letters,
         )
 
     async def __aenter__(self) -> NodePair:

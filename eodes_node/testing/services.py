@@ -29,14 +29,25 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 class ServiceSide:
     """One country's service with its fakes; ``connect`` pins the partner's key."""
 
-    def __init__(self, own: str, partner: str, clock: ManualClock, *, retry: RetrySection) -> None:
+    def __init__(
+        self,
+        own: str,
+        partner: str,
+        clock: ManualClock,
+        *,
+        retry: RetrySection,
+        store: Any = None,
+        reports: Any = None,
+    ) -> None:
         self.own, self.partner = own, partner
         self.clock = clock
         self.retry = retry
         self.limits = LimitsSection()
         self.key = PrivateKey.generate("Ed25519")
         self.topology = Topology(own, partner)
-        self.store = InMemoryStore(clock)
+        # The fake plays every port; a SQL store comes with its report reader.
+        self.store = store if store is not None else InMemoryStore(clock, own=own, partner=partner)
+        self.reports = reports if reports is not None else self.store
         self.transport = RecordingTransport()
         self.settled: list[Publication] = []  # bound publications, published with the acks
         self.forwarded = 0  # partner publications already carried to the other side
@@ -51,7 +62,13 @@ class ServiceSide:
             topology=self.topology,
         )
         self.service = NodeService(
-            identity, self.store, self.transport, self.clock, retry=self.retry, limits=self.limits
+            identity,
+            self.store,
+            self.transport,
+            self.clock,
+            retry=self.retry,
+            limits=self.limits,
+            sent=self.reports,
         )
 
     @property

@@ -39,7 +39,7 @@ def number(record: dict[str, Any]) -> str:
 
 
 async def state(side: Side, cert: str) -> dict[str, str]:
-    store = SqlStore(side.config.store.url, clock=SystemClock())
+    store = SqlStore(side.config.store.url, clock=SystemClock(), exclusive=False)
     await store.open()
     try:
         return {r.role: r.state for r in await store.report(cert)}
@@ -304,18 +304,61 @@ async def test_feedback_for_an_unknown_certificate_is_refused(pair: NodePair) ->
 
 
 async def test_partner_down_then_back_delivers_after_recovery(tmp_path: Path) -> None:
-    async with NodePair(tmp_path) as pair:
+    """The partner's broker out of KR's reach: each publish fails, the outbox keeps it,
+    and the relay sends it once the link is back, once."""
+    import asyncio
+    import time
+
+    from structlog.testing import capture_logs
+
+    from eodes_node.ports import PARTNER
+    from eodes_node.testing.proxy import TcpProxy
+
+    # No resend within the test: the relay is the only way left for a deferred envelope.
+    retry = RetrySection(first_after_s=600, multiplier=1.0, max_interval_s=600, max_attempts=8)
+    async with TcpProxy(5672) as proxy, NodePair(tmp_path, retry=retry) as pair:
+        broker = pair.kr.config.broker
+        through = broker.model_copy(update={"partner_url": proxy.route(broker.partner_url)})
+        pair.kr.config = pair.kr.config.model_copy(update={"broker": through})
         await pair.start()
-        await pair.cn.stop()
+        await pair.kr.submit(records(1, seed=50))  # KR's partner link is up, via the proxy
+        await pair.cn.clearance.wait_count(1)
+        assert proxy.cut() >= 1, "KR's partner link did not go through the proxy"
         batch = records(3, seed=51)
-        await pair.kr.submit(batch)
-        assert pair.cn.clearance.messages == []
-        await pair.cn.start()
-        await pair.cn.clearance.wait_count(3)
-        await pair.kr.events.wait_for(
-            lambda ms: len(pair.kr.events.certificates_with("delivered")) == 3
-        )
-        assert len({orjson.loads(m.body)["message_id"] for m in pair.cn.clearance.messages}) == 3
+        with capture_logs() as logs:
+            await pair.kr.submit(batch)
+
+            def deferred() -> set[str]:
+                return {
+                    e["message_id"]
+                    for e in logs
+                    if e["event"] == "publish_deferred" and e["destination"] == PARTNER
+                }
+
+            deadline = time.monotonic() + 30
+            while len(deferred()) < 3:
+                assert time.monotonic() < deadline, f"publishes did not fail: {deferred()}"
+                await asyncio.sleep(0.05)
+            assert len(pair.cn.wiretap.messages) == 1  # nothing got through meanwhile
+            proxy.restore()
+            await pair.cn.clearance.wait_count(4)
+            await pair.kr.events.wait_for(
+                lambda ms: len(pair.kr.events.certificates_with("delivered")) == 4
+            )
+        assert sum(e["published"] for e in logs if e["event"] == "outbox_relayed") >= 3
+        # Quiet for 3 s before counting, so that a copy sent late is counted too.
+        still, last, deadline = time.monotonic(), -1, time.monotonic() + 60
+        while time.monotonic() - still < 3:
+            now = len(pair.cn.wiretap.messages) + len(pair.cn.clearance.messages)
+            still, last = (still, last) if now == last else (time.monotonic(), now)
+            assert time.monotonic() < deadline, "still moving"
+            await asyncio.sleep(0.1)
+        # Sent once each (the wiretap sees what was sent, not what CN accepted), cleared once.
+        sent = [m.message_id for m in pair.cn.wiretap.messages]
+        assert len(sent) == len(set(sent)) == 4
+        assert deferred() <= set(sent)
+        cleared = {orjson.loads(m.body)["message_id"] for m in pair.cn.clearance.messages}
+        assert len(pair.cn.clearance.messages) == len(cleared) == 4
 
 
 async def test_retry_budget_exhausted_then_late_receipt(tmp_path: Path) -> None:

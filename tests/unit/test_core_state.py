@@ -76,12 +76,14 @@ def test_illegal_move_names_role_state_and_event() -> None:
     assert str(caught.value) == "granted is not allowed for a cancelled certificate (importer side)"
 
 
-def test_every_state_is_in_the_table_and_rejected_is_terminal() -> None:
+def test_every_state_is_in_the_table_and_only_a_resend_leaves_rejected() -> None:
     for role, table in TRANSITIONS.items():
         for state, moves in table.items():
             for event, after in moves.items():
                 assert after in table, f"{role}: {state} --{event}--> {after} leads nowhere"
-    assert TRANSITIONS[Role.EXPORTER][State.REJECTED] == {}
+    assert TRANSITIONS[Role.EXPORTER][State.REJECTED] == {Event.RESENT: State.PENDING}
+    assert Event.RESENT not in TRANSITIONS[Role.EXPORTER][State.DELIVERED]
+    assert all(Event.RESENT not in moves for moves in TRANSITIONS[Role.IMPORTER].values())
 
 
 def opened(message: MessageBase, key: PrivateKey = KR, keys: KeySet = KR_KEYS) -> Opened:

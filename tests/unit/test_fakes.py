@@ -219,7 +219,7 @@ async def test_moves_chained_in_one_batch_apply(store: InMemoryStore) -> None:
         )
     )
     assert store.certificate_state(EXPORTER, NUMBER) == "granted"
-    assert store.certificate(EXPORTER, NUMBER).coo_message_id == coo  # type: ignore[union-attr]
+    assert store.certificate_facts(EXPORTER, NUMBER).coo_message_id == coo  # type: ignore[union-attr]
     assert store.certificate_state(IMPORTER, NUMBER) is None
 
 

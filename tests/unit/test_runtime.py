@@ -131,3 +131,26 @@ async def test_the_node_drains_and_stops_on_request(
     }
     r.stop.set()
     await until(lambda: not r.node.ready.is_set(), 10, "stop")
+
+
+async def test_a_node_started_before_its_store_comes_up_when_the_store_does() -> None:
+    from eodes_node.errors import StoreUnavailable
+
+    r = Running(RetrySection())
+    opened = r.store.open
+    attempts: list[int] = []
+
+    async def not_yet() -> None:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise StoreUnavailable("connection refused")
+        await opened()
+
+    r.store.open = not_yet  # type: ignore[method-assign]
+    task = asyncio.create_task(r.node.run(r.stop))
+    try:
+        await asyncio.wait_for(r.node.ready.wait(), 10)
+        assert len(attempts) == 3
+    finally:
+        r.stop.set()
+        await asyncio.wait_for(task, 10)

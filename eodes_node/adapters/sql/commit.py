@@ -73,10 +73,12 @@ def write_outbound(sql: Sql, rows: Sequence[OutboundRow], now: float) -> None:
 
 
 def apply_updates(sql: Sql, updates: Sequence[OutboundUpdate], now: float) -> None:
-    # A retry attempt never overrides a receipt that arrived meanwhile.
+    # A retry attempt never overrides a receipt that arrived meanwhile; on a failed
+    # message it is an operator's re-send, which reopens it with a fresh budget.
     sql.run_many(
-        "UPDATE outbound_messages SET attempts = :attempts, next_attempt_at = :next, "
-        "updated_at = :now WHERE message_id = :id AND status = 'pending'",
+        "UPDATE outbound_messages SET status = 'pending', attempts = :attempts, "
+        "next_attempt_at = :next, updated_at = :now "
+        "WHERE message_id = :id AND status IN ('pending', 'failed')",
         [
             {"id": u.message_id, "attempts": u.attempts, "next": u.next_attempt_at, "now": now}
             for u in updates
@@ -124,6 +126,16 @@ def apply_transitions(sql: Sql, transitions: Sequence[Transition], now: float) -
             if inserted.get((role, number)) != state
         ],
     )
+    # A re-send after a rejection carries the certificate in a new message: from now on
+    # receipts, feedback and failures refer to that one.
+    sql.run_many(
+        "UPDATE certificates SET coo_message_id = :coo WHERE role = :role AND number = :number",
+        [
+            {"coo": t.coo_message_id, "role": t.role.value, "number": t.number}
+            for t in transitions
+            if t.before is not None and t.coo_message_id
+        ],
+    )
 
 
 def _moves(transitions: Sequence[Transition]) -> tuple[dict[Key, str], dict[Key, str]]:
@@ -162,9 +174,10 @@ def _check_current(sql: Sql, expected: dict[Key, str]) -> None:
 
 
 def write_marks(sql: Sql, ids: Collection[int]) -> None:
-    """Confirmed publications: the relay's query stops returning them."""
+    """Confirmed publications leave the outbox: it held them only until the broker took
+    them, and the signed envelope itself stays in outbound_messages for the audit."""
     if ids:
-        sql.run_in("UPDATE outbox SET published = :yes WHERE", "id", sorted(ids), {"yes": True})
+        sql.run_in("DELETE FROM outbox WHERE", "id", sorted(ids), {})
 
 
 def write_publications(sql: Sql, publications: Sequence[Publication]) -> list[int]:

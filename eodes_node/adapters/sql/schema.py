@@ -6,7 +6,9 @@ statements are hand-written elsewhere (``statements``, ``facts``, ``commit``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -21,13 +23,17 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    delete,
     event,
     func,
     insert,
+    make_url,
     select,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError
 
+from eodes_node.adapters.sql import report_index
 from eodes_node.errors import ConfigError
 
 metadata = MetaData()
@@ -100,6 +106,8 @@ outbox = Table(
     Column("kind", String(40), nullable=False),
     Column("headers", Text, nullable=False),
     Column("content_type", String(64), nullable=False),
+    # Always false now: a confirmed row is deleted (the signed envelope stays in
+    # outbound_messages). Kept for the databases written before.
     Column("published", Boolean, nullable=False, default=False),
     Column("bound_to", String(120)),
     Index("ix_outbox_pending", "published", "id"),
@@ -108,7 +116,10 @@ outbox = Table(
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
 
 # One migration history for every backend: index = version reached after it runs.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (lambda conn: metadata.create_all(conn),)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
+    lambda conn: metadata.create_all(conn),
+    report_index.migrate,  # the read side's index (operators' API and console)
+)
 
 
 def migrate(conn: Connection) -> None:
@@ -118,18 +129,53 @@ def migrate(conn: Connection) -> None:
     for version in range(current, len(MIGRATIONS)):
         MIGRATIONS[version](conn)
         conn.execute(insert(schema_version).values(version=version + 1))
+    # Stores written before confirmed rows were deleted kept them; an index probe when
+    # there are none, so no schema version of its own.
+    conn.execute(delete(outbox).where(outbox.c.published.is_(True)))
 
 
-def make_engine(url: str) -> Engine:
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """The driver-side bounds (a running transaction is never abandoned, so these are the
+    only ones) and when SQLite's WAL is truncated; the ``[store]`` section's fields."""
+
+    busy_timeout_s: float = 30.0  # SQLite: wait for another connection's lock
+    statement_timeout_s: float = 30.0  # PostgreSQL: the server cancels a longer statement
+    connect_timeout_s: int = 10  # PostgreSQL: whole seconds, at least 2 (libpq's rule)
+    wal_truncate_mb: float = 16.0  # SQLite: checkpoint and truncate a larger WAL
+
+
+def make_engine(url: str, settings: StoreSettings | None = None) -> Engine:
     """SQLite in WAL with a full fsync per commit (nothing acked may be lost); PostgreSQL
     with a small pool, since one store thread does all the work."""
-    if url.startswith("sqlite:"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    if url.startswith("postgresql"):
-        return create_engine(url, pool_size=2, pool_pre_ping=True)
+    settings = settings or StoreSettings()
+    try:
+        if url.startswith("sqlite:"):
+            engine = create_engine(
+                url,
+                connect_args={"timeout": settings.busy_timeout_s, "check_same_thread": False},
+            )
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        if url.startswith("postgresql"):
+            return create_engine(
+                url, pool_size=2, pool_pre_ping=True, connect_args=_postgres_args(url, settings)
+            )
+    except (ArgumentError, ValueError, ImportError) as exc:
+        raise ConfigError(f"store url {url!r} cannot be used: {exc}") from None
     raise ConfigError(f"unsupported store url {url!r}: use sqlite:///PATH or postgresql+psycopg://")
+
+
+def _postgres_args(url: str, settings: StoreSettings) -> dict[str, Any]:
+    """libpq's connect timeout and the server's statement timeout, after any ``options``
+    the url already carries."""
+    given = make_url(url).query.get("options", "")
+    options = " ".join(given) if isinstance(given, tuple) else given
+    timeout_ms = math.ceil(settings.statement_timeout_s * 1000)
+    return {
+        "connect_timeout": max(2, settings.connect_timeout_s),
+        "options": f"{options} -c statement_timeout={timeout_ms}".strip(),
+    }
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,0 +1,184 @@
+"""The ``Reports`` read port, the same assertions on the in-memory fake and on SQLite.
+
+KR's service runs on the store under test with CN on the fakes beside it; the reports
+must show what happened: states, receipts, feedback per item, cancellation, replacement,
+the verification look-up. A look-up by number stays an index probe (query plans).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eodes_node.adapters.sql import SqlStore
+from eodes_node.adapters.sql.reports import SqlReports
+from eodes_node.adapters.sql.statements import Sql
+from eodes_node.ports import CertificateFilter
+from eodes_node.testing.services import ServicePair, ServiceSide
+from tests.unit.test_service import cancellation, feedback, number, records
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def pair(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ServicePair]:
+    pair = ServicePair()
+    if request.param == "memory":
+        yield pair
+        return
+    url = f"sqlite:///{tmp_path / 'kr.db'}"
+    store = SqlStore(url, clock=pair.clock)
+    await store.open()
+    reports = SqlReports(url, own="KR", partner="CN")
+    await reports.open()
+    pair.kr = ServiceSide("KR", "CN", pair.clock, retry=pair.kr.retry, store=store, reports=reports)
+    pair.kr.connect(pair.cn.key)
+    pair.cn.connect(pair.kr.key)
+    try:
+        yield pair
+    finally:
+        await reports.close()
+        await store.close()
+
+
+async def scenario(pair: ServicePair) -> dict[str, dict[str, Any]]:
+    one, two, three = records(3, seed=91)
+    two["items"] = [two["items"][0], dict(two["items"][0], item_number=2)]
+    await pair.kr.submit([one, two, three])
+    await pair.exchange()
+    await pair.cn.submit_feedback([feedback(two, denied=2)])
+    await pair.kr.submit([cancellation(one)], kind="coo-cancellation")
+    (new,) = records(1, seed=92)
+    new["back_reference"] = {
+        "kind": "replaces",
+        "certificate_number": number(three),
+        "issue_date": three["header"]["issue_date"],
+        "reason": "consignee address corrected",
+    }
+    await pair.kr.submit([new], kind="coo-replacement")
+    await pair.exchange()
+    return {"one": one, "two": two, "three": three, "new": new}
+
+
+async def test_listing_filters_and_pages(pair: ServicePair) -> None:
+    recs = await scenario(pair)
+    reports = pair.kr.reports
+    page = await reports.certificates(CertificateFilter())
+    assert page.total == 4
+    assert {s.number for s in page.items} == {number(r) for r in recs.values()}
+    assert {(s.agreement, s.exporter_country, s.importer_country) for s in page.items} == {
+        ("KCFTA", "KR", "CN")
+    }
+    seen: list[str] = []
+    cursor = None
+    while True:
+        chunk = await reports.certificates(CertificateFilter(limit=3, cursor=cursor))
+        seen += [s.number for s in chunk.items]
+        cursor = chunk.next_cursor
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(s.number for s in page.items)
+    partial = await reports.certificates(CertificateFilter(state="partial", agreement="kcfta"))
+    assert [s.number for s in partial.items] == [number(recs["two"])]
+    ref = recs["new"]["header"]["reference_number"].lower()
+    by_ref = await reports.certificates(CertificateFilter(number=ref))
+    assert [s.number for s in by_ref.items] == [number(recs["new"])]
+    none = await reports.certificates(CertificateFilter(issued_to=date(2000, 1, 1)))
+    assert (none.total, none.items, none.next_cursor) == (0, [], None)
+    with pytest.raises(ValueError, match="not a cursor"):
+        await reports.certificates(CertificateFilter(cursor="bogus"))
+
+
+async def test_detail_shows_receipts_feedback_cancellation_and_replacement(
+    pair: ServicePair,
+) -> None:
+    recs = await scenario(pair)
+    reports = pair.kr.reports
+    (two,) = await reports.certificate(number(recs["two"]).lower())
+    assert two.summary.state == "partial"
+    assert [(m.direction, m.kind, m.status) for m in two.messages] == [
+        ("out", "coo", "delivered"),
+        ("in", "feedback", "accepted"),
+    ]
+    (fb,) = two.feedback
+    assert (fb.decision, fb.declaration_reference) == ("partial", "IMP-1")
+    assert [(i.item_number, i.granted, i.reason) for i in fb.items] == [
+        (1, True, None),
+        (2, False, "ORIGIN_NOT_MET"),
+    ]
+    (one,) = await reports.certificate(number(recs["one"]))
+    assert one.summary.state == "cancelled"
+    assert one.cancellation_reason == "exporter withdrew the application"
+    (three,) = await reports.certificate(number(recs["three"]))
+    assert three.replaced_by == number(recs["new"])
+    (new,) = await reports.certificate(number(recs["new"]))
+    assert new.replaces == number(recs["three"])
+    assert await reports.certificate("KR1999NOWHERE") == []
+    board = await reports.dashboard()
+    assert board.by_state["exporter"] == {
+        "delivered": 1,
+        "partial": 1,
+        "cancelled": 1,
+        "replaced": 1,
+    }
+    assert board.pending == 0
+    assert board.last_receipt_at is not None
+
+
+async def test_verification_needs_the_printed_reference_and_code(pair: ServicePair) -> None:
+    recs = await scenario(pair)
+    header = recs["two"]["header"]
+    reports = pair.kr.reports
+    found = await reports.verify_reference(
+        header["reference_number"].lower(), header["reference_code"].lower()
+    )
+    assert found is not None
+    assert (found.number, found.role, found.state, found.signed_by) == (
+        number(recs["two"]),
+        "exporter",
+        "partial",
+        "KR",
+    )
+    assert found.envelope.count(b".") == 2
+    assert found.kid == pair.kr.key.kid
+    assert not hasattr(found.exporter, "tax_id")
+    assert await reports.verify_reference(header["reference_number"], "WRONG0CODE") is None
+    assert await reports.verify_reference("REF-NOPE", header["reference_code"]) is None
+    replaced = recs["three"]["header"]
+    old = await reports.verify_reference(replaced["reference_number"], replaced["reference_code"])
+    assert old is not None
+    assert old.replaced_by == number(recs["new"])
+    await reports.ping()
+
+
+async def test_a_look_up_by_number_and_a_page_are_index_probes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    store = SqlStore(url, clock=ServicePair().clock)
+    await store.open()
+    reports = SqlReports(url, own="KR", partner="CN")
+    await reports.open()
+    try:
+
+        def plans(conn: Any) -> list[str]:
+            sql = Sql(conn)
+            shown = []
+            for query in (
+                "SELECT role, number FROM certificate_index WHERE number_ci = 'X'",
+                "SELECT * FROM certificate_index WHERE reference_ci = 'X'",
+                "SELECT * FROM outbound_messages WHERE certificate_number = 'X'",
+                "SELECT * FROM inbound_messages WHERE certificate_number = 'X'",
+                "SELECT * FROM certificates c ORDER BY c.updated_at DESC LIMIT 50",
+                "SELECT * FROM certificates c WHERE c.state = 'failed' "
+                "ORDER BY c.updated_at DESC LIMIT 50",
+            ):
+                rows = sql.rows("EXPLAIN QUERY PLAN " + query)
+                shown.append(" / ".join(str(r[-1]) for r in rows))
+            return shown
+
+        for plan in await reports._thread.run(plans):
+            assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+    finally:
+        await reports.close()
+        await store.close()
