@@ -17,7 +17,6 @@ from eodes_node.core.messages import (
     CooIssued,
     CooReplacement,
     Feedback,
-    FeedbackBody,
     Kind,
     MessageBase,
     Receipt,
@@ -35,7 +34,7 @@ from eodes_node.core.state import (
     State,
     next_state,
 )
-from eodes_node.errors import InvalidMessage, InvalidRecord, Problem, RejectionCode
+from eodes_node.errors import InvalidMessage, RejectionCode
 
 
 class Local(StrEnum):
@@ -102,7 +101,7 @@ class ReceiptOutcome:
     contradicts: bool = False
 
 
-def _move(
+def move(
     facts: CertFacts | None, role: Role, number: str, event: Event, message_id: str
 ) -> Transition:
     before = facts.state if facts is not None else None
@@ -176,7 +175,7 @@ def decide_inbound(
 def _received(number: str, cert: CertFacts | None, message_id: str) -> Transition:
     """The first copy of a certificate creates it; the table has no move for a second."""
     try:
-        return _move(cert, Role.IMPORTER, number, Event.RECEIVED, message_id)
+        return move(cert, Role.IMPORTER, number, Event.RECEIVED, message_id)
     except IllegalTransition:
         assert cert is not None  # a new certificate can always be received
         raise InvalidMessage(
@@ -204,7 +203,7 @@ def _inbound_effects(
             assert ref is not None  # guaranteed by the CooReplacement model
             if referenced is not None:
                 moves.append(
-                    _move(referenced, Role.IMPORTER, ref.certificate_number, Event.REPLACED, mid)
+                    move(referenced, Role.IMPORTER, ref.certificate_number, Event.REPLACED, mid)
                 )
             return moves, Local.CLEARANCE
         case CooCancellation():
@@ -214,7 +213,7 @@ def _inbound_effects(
                 Role.IMPORTER,
                 f"certificate {number} was never received here; nothing to cancel",
             )
-            return [_move(cert, Role.IMPORTER, number, Event.CANCELLED, mid)], Local.CLEARANCE
+            return [move(cert, Role.IMPORTER, number, Event.CANCELLED, mid)], Local.CLEARANCE
         case Feedback():
             number = message.feedback.certificate_number
             cert = _known(
@@ -229,7 +228,7 @@ def _inbound_effects(
                     f"{number} was sent in message {cert.coo_message_id}",
                 )
             event = DECISION_EVENT[message.feedback.decision.value]
-            return [_move(cert, Role.EXPORTER, number, event, mid)], Local.ISSUING
+            return [move(cert, Role.EXPORTER, number, event, mid)], Local.ISSUING
         case VerificationRequest():
             return [], Local.ISSUING
         case VerificationResponse():
@@ -278,92 +277,9 @@ def _receipt_moves(
     accepted = entry.status is ReceiptStatus.ACCEPTED
     event = Event.RECEIPT_ACCEPTED if accepted else Event.RECEIPT_REJECTED
     try:
-        return (_move(cert, Role.EXPORTER, cert.number, event, entry.message_id),)
+        return (move(cert, Role.EXPORTER, cert.number, event, entry.message_id),)
     except IllegalTransition:
         return ()
-
-
-def _state_problem(exc: IllegalTransition, number: str) -> InvalidRecord:
-    return InvalidRecord([Problem("certificate_number", "state_conflict", f"{number}: {exc}")])
-
-
-def _submitted_known(existing: CertFacts | None, role: Role, unknown: str) -> CertFacts:
-    """The certificate a local record refers to, or the record's problem."""
-    if existing is None or existing.role is not role:
-        raise InvalidRecord([Problem("certificate_number", "unknown_certificate", unknown)])
-    return existing
-
-
-def decide_local_certificate(
-    message: CooIssued | CooReplacement | CooCancellation,
-    existing: CertFacts | None,
-    referenced: CertFacts | None,
-) -> list[Transition]:
-    """State moves for a record the issuing system submits; InvalidRecord if not allowed."""
-    mid = message.message_id
-    if isinstance(message, CooCancellation):
-        number = message.cancellation.certificate_number
-        existing = _submitted_known(
-            existing,
-            Role.EXPORTER,
-            f"certificate {number} was never sent to the partner; nothing to cancel",
-        )
-        try:
-            return [_move(existing, Role.EXPORTER, number, Event.CANCELLED, mid)]
-        except IllegalTransition as exc:
-            raise _state_problem(exc, number) from None
-    number = message.certificate.number
-    try:
-        moves = [_move(existing, Role.EXPORTER, number, Event.SUBMITTED, mid)]
-    except IllegalTransition:
-        assert existing is not None  # a new certificate can always be submitted
-        raise InvalidRecord(
-            [
-                Problem(
-                    "header.certificate_number",
-                    "number_in_use",
-                    f"certificate {number} was already submitted with other content "
-                    f"(message {existing.coo_message_id}); a correction travels as coo-replacement",
-                )
-            ]
-        ) from None
-    ref = message.certificate.back_reference
-    if isinstance(message, CooReplacement) and ref is not None and referenced is not None:
-        try:
-            moves.append(
-                _move(referenced, Role.EXPORTER, ref.certificate_number, Event.REPLACED, mid)
-            )
-        except IllegalTransition as exc:
-            raise _state_problem(exc, ref.certificate_number) from None
-    return moves
-
-
-def decide_local_feedback(
-    body: FeedbackBody, existing: CertFacts | None, message_id: str
-) -> Transition:
-    number = body.certificate_number
-    existing = _submitted_known(
-        existing,
-        Role.IMPORTER,
-        f"no certificate {number} was received from the partner; feedback needs one",
-    )
-    try:
-        return _move(
-            existing, Role.IMPORTER, number, DECISION_EVENT[body.decision.value], message_id
-        )
-    except IllegalTransition as exc:
-        if existing.state in (State.CANCELLED, State.REPLACED):
-            raise InvalidRecord(
-                [
-                    Problem(
-                        "certificate_number",
-                        "certificate_withdrawn",
-                        f"certificate {number} was {existing.state.value}; "
-                        "it cannot be used for preference",
-                    )
-                ]
-            ) from None
-        raise _state_problem(exc, number) from None
 
 
 def retries_exhausted(cert: CertFacts | None, message_id: str) -> Transition | None:
@@ -371,7 +287,7 @@ def retries_exhausted(cert: CertFacts | None, message_id: str) -> Transition | N
     if cert is None or cert.coo_message_id != message_id:
         return None
     try:
-        return _move(cert, Role.EXPORTER, cert.number, Event.RETRIES_EXHAUSTED, message_id)
+        return move(cert, Role.EXPORTER, cert.number, Event.RETRIES_EXHAUSTED, message_id)
     except IllegalTransition:
         return None
 

@@ -15,11 +15,10 @@ from eodes_node.core.decide import (
     PriorInbound,
     applied,
     decide_inbound,
-    decide_local_certificate,
-    decide_local_feedback,
     decide_receipt,
     retries_exhausted,
 )
+from eodes_node.core.decide_local import decide_local_certificate, decide_local_feedback
 from eodes_node.core.envelope import Opened, open_envelope, seal
 from eodes_node.core.jws import KeySet, PrivateKey
 from eodes_node.core.messages import (

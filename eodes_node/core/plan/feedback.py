@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from eodes_node.core.decide import CertFacts, applied, decide_local_feedback
+from eodes_node.core.decide import CertFacts, applied
+from eodes_node.core.decide_local import decide_local_feedback
 from eodes_node.core.messages import Feedback, FeedbackBody, Kind, issued_now, new_message_id
 from eodes_node.core.plan.common import Door, Identity, Plan, RetryPolicy, record_digest
 from eodes_node.core.plan.local import parse_body, record_json, refuse, send

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from eodes_node.core.decide import CertFacts, applied, decide_local_certificate
+from eodes_node.core.decide import CertFacts, applied
+from eodes_node.core.decide_local import decide_local_certificate
 from eodes_node.core.messages import (
     CooCancellation,
     CooIssued,

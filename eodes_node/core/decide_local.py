@@ -1,0 +1,93 @@
+"""Decisions on records our own issuing and clearance systems submit: which state moves
+a record causes, or the ``InvalidRecord`` that refuses it. Legality comes from the
+state table; these functions only choose the words of the refusal."""
+
+from __future__ import annotations
+
+from eodes_node.core.decide import CertFacts, Transition, move
+from eodes_node.core.messages import CooCancellation, CooIssued, CooReplacement, FeedbackBody
+from eodes_node.core.state import DECISION_EVENT, Event, IllegalTransition, Role, State
+from eodes_node.errors import InvalidRecord, Problem
+
+
+def _state_problem(exc: IllegalTransition, number: str) -> InvalidRecord:
+    return InvalidRecord([Problem("certificate_number", "state_conflict", f"{number}: {exc}")])
+
+
+def _submitted_known(existing: CertFacts | None, role: Role, unknown: str) -> CertFacts:
+    """The certificate a local record refers to, or the record's problem."""
+    if existing is None or existing.role is not role:
+        raise InvalidRecord([Problem("certificate_number", "unknown_certificate", unknown)])
+    return existing
+
+
+def decide_local_certificate(
+    message: CooIssued | CooReplacement | CooCancellation,
+    existing: CertFacts | None,
+    referenced: CertFacts | None,
+) -> list[Transition]:
+    """State moves for a record the issuing system submits; InvalidRecord if not allowed."""
+    mid = message.message_id
+    if isinstance(message, CooCancellation):
+        number = message.cancellation.certificate_number
+        existing = _submitted_known(
+            existing,
+            Role.EXPORTER,
+            f"certificate {number} was never sent to the partner; nothing to cancel",
+        )
+        try:
+            return [move(existing, Role.EXPORTER, number, Event.CANCELLED, mid)]
+        except IllegalTransition as exc:
+            raise _state_problem(exc, number) from None
+    number = message.certificate.number
+    try:
+        moves = [move(existing, Role.EXPORTER, number, Event.SUBMITTED, mid)]
+    except IllegalTransition:
+        assert existing is not None  # a new certificate can always be submitted
+        raise InvalidRecord(
+            [
+                Problem(
+                    "header.certificate_number",
+                    "number_in_use",
+                    f"certificate {number} was already submitted with other content "
+                    f"(message {existing.coo_message_id}); a correction travels as coo-replacement",
+                )
+            ]
+        ) from None
+    ref = message.certificate.back_reference
+    if isinstance(message, CooReplacement) and ref is not None and referenced is not None:
+        try:
+            moves.append(
+                move(referenced, Role.EXPORTER, ref.certificate_number, Event.REPLACED, mid)
+            )
+        except IllegalTransition as exc:
+            raise _state_problem(exc, ref.certificate_number) from None
+    return moves
+
+
+def decide_local_feedback(
+    body: FeedbackBody, existing: CertFacts | None, message_id: str
+) -> Transition:
+    number = body.certificate_number
+    existing = _submitted_known(
+        existing,
+        Role.IMPORTER,
+        f"no certificate {number} was received from the partner; feedback needs one",
+    )
+    try:
+        return move(
+            existing, Role.IMPORTER, number, DECISION_EVENT[body.decision.value], message_id
+        )
+    except IllegalTransition as exc:
+        if existing.state in (State.CANCELLED, State.REPLACED):
+            raise InvalidRecord(
+                [
+                    Problem(
+                        "certificate_number",
+                        "certificate_withdrawn",
+                        f"certificate {number} was {existing.state.value}; "
+                        "it cannot be used for preference",
+                    )
+                ]
+            ) from None
+        raise _state_problem(exc, number) from None
