@@ -187,7 +187,12 @@ class Broker(Transport, Protocol):
         handler: BatchHandler,
         *,
         published: Callable[[Sequence[int]], Awaitable[None]],
-    ) -> Consumer: ...
+        unsettled: Callable[[Sequence[Publication]], None] | None = None,
+    ) -> Consumer:
+        """``published`` gets the outbox ids a settle published; ``unsettled`` gets the
+        bound publications of a settle whose outcome is unknown (the link died during
+        the broker transaction)."""
+        ...
 
     async def stop_consuming(self) -> None: ...
     async def close(self) -> None: ...

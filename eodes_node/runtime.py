@@ -73,7 +73,10 @@ class Node:
                 await self.broker.declare()
                 for queue, handler in self._handlers():
                     consumer = await self.broker.consume(
-                        queue, handler, published=self.service.published
+                        queue,
+                        handler,
+                        published=self.service.published,
+                        unsettled=self.service.unsettled,
                     )
                     self.consumers.append(consumer)
                 return True

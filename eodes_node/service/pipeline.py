@@ -43,6 +43,7 @@ from eodes_node.service.retries import Resender
 from eodes_node.topology import Topology
 
 Bound = list[tuple[int, Publication]]
+UNCERTAIN_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class NodeService:
             retry.first_after_s, retry.multiplier, retry.max_interval_s, retry.max_attempts
         )
         self._lock = asyncio.Lock()
+        self._uncertain: dict[str, None] = {}  # bindings of settles with unknown outcome
         self.publisher = OutboxPublisher(store, transport)
         self.resender = Resender(
             store=store,
@@ -106,7 +108,9 @@ class NodeService:
         opening = inbound.prepare(list(batch), self.id, now, self.envelope_limits)
         return await self._decide_and_commit(
             inbound.query(opening, self.id),
-            lambda facts: inbound.plan(opening, facts, self.id, now),
+            lambda facts: inbound.plan(
+                opening, facts, self.id, now, uncertain=frozenset(self._uncertain)
+            ),
         )
 
     async def handle_records(self, batch: Sequence[Delivery]) -> Bound:
@@ -202,6 +206,16 @@ class NodeService:
         if found is None:
             return None
         return Original(found.message_id, Kind(found.kind), found.token, found.status)
+
+    def unsettled(self, publications: Sequence[Publication]) -> None:
+        """The broker transaction carrying these hand-offs died without an answer: they
+        may be lost even if their delivery never comes back redelivered, so a copy of
+        their message (a partner's resend) re-issues them."""
+        for p in publications:
+            if p.bound_to is not None:
+                self._uncertain[p.bound_to] = None
+        while len(self._uncertain) > UNCERTAIN_LIMIT:
+            del self._uncertain[next(iter(self._uncertain))]
 
     async def published(self, ids: Sequence[int]) -> None:
         """Bound publications went out with their acks: make that durable soon."""

@@ -208,6 +208,7 @@ class FakeBroker(RecordingTransport):
         handler: BatchHandler,
         *,
         published: Callable[[Sequence[int]], Awaitable[None]],
+        unsettled: Callable[[Sequence[Publication]], None] | None = None,
     ) -> FakeConsumer:
         consumer = FakeConsumer(queue, handler, published)
         self.consumers[queue] = consumer

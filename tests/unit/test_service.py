@@ -537,3 +537,32 @@ async def test_a_failed_partner_publish_stays_in_the_outbox_until_relayed(
     assert [p.kind for p in pair.kr.take_outgoing()] == ["coo"]
     assert await pair.kr.svc.relay_outbox() == 0
     assert pair.kr.take_outgoing() == []
+
+
+async def test_a_resend_after_a_settle_that_died_reissues_the_hand_off(
+    pair: ServicePair,
+) -> None:
+    """Found by make soak: the broker was killed during CN's settle transaction; the
+    original delivery never came back and the hand-off was lost with the broker, then
+    KR's resend (not a redelivery) arrived as a duplicate."""
+    (record,) = records(1, seed=30)
+    await pair.kr.submit([record])
+    (envelope,) = pair.kr.take_outgoing()
+    bound = await pair.cn.svc.handle_inbound([_delivery(envelope)])
+    handoffs = [p for _, p in bound if p.destination == pair.cn.topology.clearance]
+    assert len(handoffs) == 1
+    pair.cn.svc.unsettled([p for _, p in bound])  # the settle's outcome is unknown
+    again = await pair.cn.svc.handle_inbound([_delivery(envelope)])
+    assert [p.message_id for _, p in again if p.destination == pair.cn.topology.clearance] == [
+        envelope.message_id
+    ]
+
+
+async def test_a_resend_after_a_settled_delivery_reissues_nothing(pair: ServicePair) -> None:
+    (record,) = records(1, seed=31)
+    await pair.kr.submit([record])
+    (envelope,) = pair.kr.take_outgoing()
+    await pair.cn.receive([envelope])
+    again = await pair.cn.svc.handle_inbound([_delivery(envelope)])
+    assert [p for _, p in again if p.destination == pair.cn.topology.clearance] == []
+    assert len(pair.cn.local(pair.cn.topology.clearance)) == 1

@@ -16,7 +16,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from eodes_node.adapters.amqp.consumer import AmqpConsumer
 from eodes_node.adapters.amqp.link import BrokerLink, broker_errors, open_channel
-from eodes_node.ports import BatchHandler
+from eodes_node.ports import BatchHandler, Publication
 from eodes_node.topology import Topology
 
 
@@ -82,6 +82,7 @@ class AmqpBroker:
         handler: BatchHandler,
         *,
         published: Callable[[Sequence[int]], Awaitable[None]],
+        unsettled: Callable[[Sequence[Publication]], None] | None = None,
     ) -> AmqpConsumer:
         """Consume on a channel of its own, without confirms: it settles in transactions."""
         connection = await self.local.connect()
@@ -98,6 +99,7 @@ class AmqpBroker:
                 channel,
                 handler,
                 published=published,
+                unsettled=unsettled,
                 dead_letter_queue=self.topology.dead_letter(queue),
                 events_queue=self.topology.events,
                 partner=self.topology.partner,

@@ -62,6 +62,7 @@ class AmqpConsumer:
         handler: BatchHandler,
         *,
         published: Callable[[Sequence[int]], Awaitable[None]],
+        unsettled: Callable[[Sequence[Publication]], None] | None = None,
         dead_letter_queue: str,
         events_queue: str,
         partner: str,
@@ -73,6 +74,7 @@ class AmqpConsumer:
         self.channel = channel
         self.handler = handler
         self.published = published
+        self.unsettled = unsettled
         self.dead_letter_queue = dead_letter_queue
         self.events_queue = events_queue
         self.partner = partner
@@ -246,6 +248,10 @@ class AmqpConsumer:
             self._pause_s = 0.0
             await self._mark_published([i for i, _ in local if i])
             return
+        if outcome.result is Result.GONE and self.unsettled is not None:
+            # The transaction may or may not have committed: the service re-issues these
+            # hand-offs if their message comes back, redelivered or resent.
+            self.unsettled([p for _, p in local if p.bound_to is not None])
         await self._not_settled(deliveries, outcome, underlay, ack=ack)
 
     async def _not_settled(

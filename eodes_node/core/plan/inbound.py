@@ -124,8 +124,17 @@ def query(opening: Opening, identity: Identity) -> FactsQuery:
     )
 
 
-def plan(opening: Opening, facts: Facts, identity: Identity, now: datetime) -> Plan:
-    planner = _InboundPlanner(identity, facts)
+def plan(
+    opening: Opening,
+    facts: Facts,
+    identity: Identity,
+    now: datetime,
+    *,
+    uncertain: frozenset[str] = frozenset(),
+) -> Plan:
+    """``uncertain``: bindings whose settle died without an answer; a copy of their
+    message re-issues their unpublished hand-offs even when it is not a redelivery."""
+    planner = _InboundPlanner(identity, facts, uncertain)
     for delivery, exc in opening.refused:
         planner.refuse_unverified(delivery, exc)
     for delivery, opened in opening.others:
@@ -138,8 +147,9 @@ def plan(opening: Opening, facts: Facts, identity: Identity, now: datetime) -> P
 class _InboundPlanner:
     """The running state of one batch's decisions: its plan, receipt and overlays."""
 
-    def __init__(self, identity: Identity, facts: Facts) -> None:
+    def __init__(self, identity: Identity, facts: Facts, uncertain: frozenset[str]) -> None:
         self.id = identity
+        self.uncertain = uncertain
         self.plan = Plan()
         self.entries: list[ReceiptEntry] = []
         self.receipt_id = new_message_id()
@@ -247,8 +257,15 @@ class _InboundPlanner:
         )
         if prior is not None and prior.receipt_id and prior.receipt_token is not None:
             self.resend[prior.receipt_id] = prior.receipt_token
-        if delivery.redelivered:
-            self.plan.reissue.append(inbound_binding(self.id.partner, m.message_id))
+        self._reissue(delivery, m.message_id)
+
+    def _reissue(self, delivery: Delivery, message_id: str) -> None:
+        """A copy of a message we already took: its hand-offs go out again if they may
+        not have (the delivery came back, or its settle died without an answer). The
+        store returns only those still unpublished."""
+        binding = inbound_binding(self.id.partner, message_id)
+        if delivery.redelivered or binding in self.uncertain:
+            self.plan.reissue.append(binding)
 
     def _accept(self, opened: Opened, decision: InboundDecision) -> None:
         m = opened.message
@@ -303,8 +320,7 @@ class _InboundPlanner:
         for delivery, opened in receipts:
             rid = opened.message.message_id
             if rid in self.priors:
-                if delivery.redelivered:
-                    self.plan.reissue.append(inbound_binding(self.id.partner, rid))
+                self._reissue(delivery, rid)
                 continue
             if rid in stored:
                 continue
