@@ -59,7 +59,7 @@ class OperatorSurface:
         report index current, so a page never waits for a backlog to be indexed."""
         catch_up = getattr(self.reports, "catch_up", None)
         with contextlib.suppress(TransientError):  # readiness reports a store outage
-            if catch_up is not None and self.server is not None:
+            if catch_up is not None and self.server is not None and self.server.read_within(600):
                 await catch_up()
         if self.admin is not None:
             if self.admin.broker.partner.connection is None:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import importlib
 import ssl
+import time
 
 import structlog
 from aiohttp import web
 
 from eodes_node.adapters.http import api, health, metrics
 from eodes_node.adapters.http.context import CONTEXT, Actions, HttpContext, Readiness
-from eodes_node.adapters.http.problems import problems
+from eodes_node.adapters.http.problems import Handler, problems
 from eodes_node.config import HttpSection
 from eodes_node.errors import ConfigError
 
@@ -40,9 +41,24 @@ OPTIONAL_ROUTES = ("console", "verify")
 MAX_BODY_BYTES = 64 * 1024
 
 
+# When a person or a script last read certificates (not a health or metrics probe): the
+# report index is kept current only while someone reads, so it costs the traffic nothing
+# otherwise (a read still brings it up to date before answering).
+LAST_READ = web.AppKey("last_read", list[float])
+READ_PREFIXES = ("/console", "/api", "/verify")
+
+
+@web.middleware
+async def note_reads(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith(READ_PREFIXES):
+        request.app[LAST_READ][0] = time.monotonic()
+    return await handler(request)
+
+
 def create_app(context: HttpContext) -> web.Application:
-    app = web.Application(middlewares=[problems], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[note_reads, problems], client_max_size=MAX_BODY_BYTES)
     app[CONTEXT] = context
+    app[LAST_READ] = [float("-inf")]
     health.add_routes(app, context)
     metrics.add_routes(app, context)
     api.add_routes(app, context)
@@ -68,6 +84,10 @@ def ssl_context(settings: HttpSection) -> ssl.SSLContext | None:
 
 class HttpServer:
     """Binds an application; ``port`` is the bound one (useful with port 0)."""
+
+    def read_within(self, seconds: float) -> bool:
+        """Whether certificates were read over HTTP in the last ``seconds``."""
+        return time.monotonic() - self.app[LAST_READ][0] <= seconds
 
     def __init__(self, app: web.Application, settings: HttpSection) -> None:
         self.app = app
