@@ -36,8 +36,8 @@ def _country(value: str) -> str:
     if value not in country_codes():
         raise PydanticCustomError(
             "country_code",
-            "{value!r} is not an ISO 3166-1 alpha-2 country code",
-            {"value": value},
+            "{value} is not an ISO 3166-1 alpha-2 country code",
+            {"value": repr(value)},
         )
     return value
 
@@ -45,7 +45,7 @@ def _country(value: str) -> str:
 def _currency(value: str) -> str:
     if value not in currency_codes():
         raise PydanticCustomError(
-            "currency_code", "{value!r} is not an ISO 4217 currency code", {"value": value}
+            "currency_code", "{value} is not an ISO 4217 currency code", {"value": repr(value)}
         )
     return value
 
@@ -54,9 +54,9 @@ def _unit(value: str) -> str:
     if value not in UNITS_OF_MEASURE:
         raise PydanticCustomError(
             "unit_code",
-            "{value!r} is not a UN/ECE Recommendation 20 unit code accepted on certificates "
+            "{value} is not a UN/ECE Recommendation 20 unit code accepted on certificates "
             "(for example KGM, C62, LTR)",
-            {"value": value},
+            {"value": repr(value)},
         )
     return value
 
@@ -68,8 +68,8 @@ def _hs_code(value: str) -> str:
     if not _HS_CODE.fullmatch(value):
         raise PydanticCustomError(
             "hs_code",
-            "HS code must be 6 to 10 digits with no dots or spaces, got {value!r}",
-            {"value": value},
+            "HS code must be 6 to 10 digits with no dots or spaces, got {value}",
+            {"value": repr(value)},
         )
     return value
 
@@ -86,8 +86,8 @@ def _decimal(value: Any) -> Any:
     raise PydanticCustomError(
         "decimal_string",
         'must be a non-negative decimal written as a JSON string such as "1250.50" '
-        "(at most 15 integer and 6 fractional digits), got {value!r}",
-        {"value": value},
+        "(at most 15 integer and 6 fractional digits), got {value}",
+        {"value": repr(value)},
     )
 
 

@@ -316,3 +316,16 @@ def test_compose_signs_the_bytes_it_validated() -> None:
     assert composed.payload == canonical_json(orjson.loads(composed.payload))
     assert orjson.loads(composed.payload)["feedback"] == body
     assert Feedback.model_validate_json(composed.payload) == composed.message
+
+
+def test_a_problem_names_the_value_it_refused() -> None:
+    """The messages of the custom rules show the refused value, not a raw template."""
+    record = as_json_dict(SampleFactory("KCFTA", seed=5).certificate())
+    record["items"][0]["hs_code"] = "8542.32"
+    record["consignee"]["country"] = "XX"
+    with pytest.raises(InvalidRecord) as caught:
+        parse_certificate(orjson.dumps(record))
+    text = str(caught.value)
+    assert "{value" not in text
+    assert "got '8542.32'" in text
+    assert "'XX' is not an ISO 3166-1 alpha-2 country code" in text
