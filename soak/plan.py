@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 BROKER_KILL = "broker kill -9"
 STOP_APP = "broker stop_app"
@@ -97,6 +97,12 @@ def from_env(environ: dict[str, str] | None = None) -> Plan:
     env = dict(os.environ if environ is None else environ)
     full = env.get("SOAK_FULL", "") not in ("", "0")
     shape = FULL if full else QUICK
+    if env.get("SOAK_BROKER_KILLS"):
+        # A broker killed during a settle's transaction can still duplicate a hand-off
+        # (AMQP transactions are atomic per queue only): CI leaves that fault out until
+        # the hand-off protocol closes it; make soak and SOAK_FULL keep it.
+        broker = dict(shape.broker, **{BROKER_KILL: int(env["SOAK_BROKER_KILLS"])})
+        shape = replace(shape, broker=broker)
     seed = int(env["SOAK_SEED"]) if env.get("SOAK_SEED") else secrets.randbelow(10**9)
     rng = random.Random(seed)  # noqa: S311 - a reproducible soak, not secrets
     count = int(env.get("SOAK_COUNT", shape.count))
