@@ -6,10 +6,11 @@ store enforces with constraints and ``_apply_transitions`` read as one list here
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from eodes_node.adapters.sql.audit import GENESIS
+from eodes_node.adapters.sql.audit import chain as chain_hash
 from eodes_node.core.decide import CertFacts, Transition
 from eodes_node.core.messages import Kind
 from eodes_node.core.state import Event, Role, State
@@ -27,7 +28,6 @@ __all__ = [
     "verify_chain",
 ]
 
-GENESIS = "0" * 64
 
 CertKey = tuple[str, str]  # (role, number)
 
@@ -113,23 +113,6 @@ class HistoryRecord:
             Event(self.event),
             self.message_id,
         )
-
-
-def chain_hash(previous: str, t: Transition, at: float) -> str:
-    """The SQL store's chain format, so both stores' audit trails read the same way."""
-    text = "|".join(
-        (
-            previous,
-            t.role.value,
-            t.number,
-            f"{at:.6f}",
-            t.event.value,
-            t.before.value if t.before else "",
-            t.after.value,
-            t.message_id,
-        )
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def verify_chain(history: Iterable[HistoryRecord]) -> int:
