@@ -18,6 +18,7 @@ import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from eodes_node.core.work import POSSIBLE_DUPLICATE
 from eodes_node.topology import Topology
 from soak.tally import Tally
 from soak.traffic import Records, decide
@@ -26,6 +27,11 @@ PUBLISH_TIMEOUT_S = 10.0
 RETRY_S = 0.5
 AMQP_ERRORS = (aio_pika.exceptions.AMQPError, RuntimeError, ConnectionError, TimeoutError)
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+def reissued(message: AbstractIncomingMessage) -> bool:
+    """The node published this hand-off again, not knowing whether the first got through."""
+    return (message.headers or {}).get(POSSIBLE_DUPLICATE) == "true"
 
 
 class LocalSystems:
@@ -125,7 +131,12 @@ class LocalSystems:
         certificate = orjson.loads(message.body)["certificate"]
         number = certificate["header"]["certificate_number"]
         arrivals = self.tally.arrivals("CN clearance")
-        news = arrivals.first_time(message.message_id or number, bool(message.redelivered), number)
+        news = arrivals.first_time(
+            message.message_id or number,
+            bool(message.redelivered),
+            number,
+            reissued=reissued(message),
+        )
         if news and self.tally.clear(number):
             self.feedback.put_nowait(certificate)
         await self._ack(message)
@@ -134,7 +145,12 @@ class LocalSystems:
         feedback = orjson.loads(message.body)["feedback"]
         number = feedback["certificate_number"]
         arrivals = self.tally.arrivals("KR issuing")
-        if arrivals.first_time(message.message_id or number, bool(message.redelivered), number):
+        if arrivals.first_time(
+            message.message_id or number,
+            bool(message.redelivered),
+            number,
+            reissued=reissued(message),
+        ):
             self.tally.decide(number)
             if feedback["decision"] != self.expected.get(number):
                 self.tally.wrong.append(
@@ -149,7 +165,12 @@ class LocalSystems:
         async def handle(message: AbstractIncomingMessage) -> None:
             body = orjson.loads(message.body)
             arrivals = self.tally.arrivals(f"{country} events")
-            news = arrivals.first_time(message.message_id or "", bool(message.redelivered), "event")
+            news = arrivals.first_time(
+                message.message_id or "",
+                bool(message.redelivered),
+                "event",
+                reissued=reissued(message),
+            )
             for item in body["items"] if news else ():
                 number = str(item.get("certificate_number"))
                 if body["event"] == "delivered":

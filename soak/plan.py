@@ -98,9 +98,7 @@ def from_env(environ: dict[str, str] | None = None) -> Plan:
     full = env.get("SOAK_FULL", "") not in ("", "0")
     shape = FULL if full else QUICK
     if env.get("SOAK_BROKER_KILLS"):
-        # A broker killed during a settle's transaction can still duplicate a hand-off
-        # (AMQP transactions are atomic per queue only): CI leaves that fault out until
-        # the hand-off protocol closes it; make soak and SOAK_FULL keep it.
+        # How many broker kill -9 faults, to replay or to isolate that fault.
         broker = dict(shape.broker, **{BROKER_KILL: int(env["SOAK_BROKER_KILLS"])})
         shape = replace(shape, broker=broker)
     seed = int(env["SOAK_SEED"]) if env.get("SOAK_SEED") else secrets.randbelow(10**9)

@@ -116,8 +116,10 @@ def details(
     _listed("altered", tally.wrong, say)
     _listed("problem", tally.problems, say)
     redelivered = sum(a.redelivered for a in tally.queues.values())
+    reissued = sum(a.reissued for a in tally.queues.values())
     missing = [n for n in tally.submitted if not tally.receipts[n]]
     say(
-        f"soak: harness: {redelivered} redelivered copies to the local systems (not "
-        f"duplicates); {len(missing)} certificates without a 'delivered' event at KR"
+        f"soak: harness: {redelivered} redelivered copies and {reissued} copies flagged "
+        f"possible-duplicate under their first message id (not duplicates); "
+        f"{len(missing)} certificates without a 'delivered' event at KR"
     )

@@ -3,8 +3,12 @@ nodes' own stores: what the clearance and issuing systems really received.
 
 A copy is told from a redelivery by the broker's ``redelivered`` flag: the broker sets
 it when it hands the harness again a delivery the harness may not have acked (its
-connection died). Such a copy of a message already counted is not a duplicate; a copy
-without the flag is a second publication, so it is.
+connection died). The node's ``x-eodes-possible-duplicate`` header is the same promise
+from the node: a hand-off published again, under its message id, because the node could
+not know whether the first publication reached the queue (a broker killed mid-commit).
+A flagged copy of a message already counted is not a duplicate, as a local system
+deduplicating by message id sees it once; a copy without either flag is a second
+publication, so it is, and so is a certificate arriving under two message ids.
 """
 
 from __future__ import annotations
@@ -25,15 +29,20 @@ class Arrivals:
     name: str
     seen: set[str] = field(default_factory=set)
     redelivered: int = 0
+    reissued: int = 0  # flagged by the node as a possible second copy
     duplicates: list[str] = field(default_factory=list)
 
-    def first_time(self, message_id: str, redelivered: bool, about: str) -> bool:
+    def first_time(
+        self, message_id: str, redelivered: bool, about: str, *, reissued: bool = False
+    ) -> bool:
         """Whether this delivery is news; notes a duplicate when it is a second copy."""
         if message_id not in self.seen:
             self.seen.add(message_id)
             return True
         if redelivered:
             self.redelivered += 1
+        elif reissued:
+            self.reissued += 1
         else:
             self.duplicates.append(f"{self.name}: message {message_id} ({about}) arrived again")
         return False

@@ -7,7 +7,7 @@ for; the planner returns a ``UnitOfWork`` that the store commits in one transact
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eodes_node.core.decide import CertFacts, OutboundFacts, PriorInbound, Transition
@@ -69,6 +69,12 @@ class OutboundUpdate:
 
 PARTNER = "@partner"
 
+# Set on a local hand-off published again when the node cannot know whether an earlier
+# publication of it reached the queue (a broker killed mid-commit, a confirm lost). The
+# copy keeps the message id, so a local system that deduplicates by message id, as it
+# must for the broker's own ``redelivered`` copies, sees it once.
+POSSIBLE_DUPLICATE = "x-eodes-possible-duplicate"
+
 
 @dataclass(frozen=True, slots=True)
 class Publication:
@@ -83,6 +89,12 @@ class Publication:
     # The delivery that caused it. A bound publication is published in the same broker
     # transaction as that delivery's ack, and re-issued only if the delivery comes back.
     bound_to: str | None = None
+
+    def again(self) -> Publication:
+        """This publication once more: a local copy says it may be a second one."""
+        if self.destination == PARTNER:
+            return self  # the partner deduplicates by (sender, message id) by protocol
+        return replace(self, headers={**self.headers, POSSIBLE_DUPLICATE: "true"})
 
 
 @dataclass(slots=True)

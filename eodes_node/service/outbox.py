@@ -70,7 +70,9 @@ class OutboxPublisher:
         queued = await self.outbox.unpublished(limit)
         if not queued:
             return 0
-        published = await self.publish([(q.id, q.publication) for q in queued])
+        # What the relay takes up may have gone out once already (a confirm lost, marks
+        # lost with a killed process): local copies say so.
+        published = await self.publish([(q.id, q.publication.again()) for q in queued])
         if published:
             log.info("outbox_relayed", published=published)
         return len(queued) - published

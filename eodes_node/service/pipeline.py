@@ -149,7 +149,7 @@ class NodeService:
         if free:
             self.publisher.publish_soon(free)
         return [(i, p) for i, p in items if p.bound_to is not None] + [
-            (q.id, q.publication) for q in again
+            (q.id, q.publication.again()) for q in again
         ]
 
     async def _commit_plan(self, decided: Plan) -> Bound:

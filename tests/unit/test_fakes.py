@@ -16,6 +16,7 @@ import pytest
 from eodes_node.core.decide import Transition
 from eodes_node.core.messages import Kind, ReceiptEntry, ReceiptStatus
 from eodes_node.core.state import Event, Role, State
+from eodes_node.core.work import POSSIBLE_DUPLICATE
 from eodes_node.errors import AuditTrailBroken, BrokerUnavailable, StoreConflict, StoreUnavailable
 from eodes_node.ports import (
     PARTNER,
@@ -33,6 +34,7 @@ from eodes_node.ports import (
     Transport,
     UnitOfWork,
 )
+from eodes_node.service.outbox import OutboxPublisher
 from eodes_node.testing import InMemoryStore, ManualClock, RecordingTransport
 from eodes_node.testing.tables import GENESIS, chain_hash
 
@@ -249,6 +251,20 @@ async def test_claims_marks_and_relay(store: InMemoryStore) -> None:
     await store.mark_published([1, 3])
     assert await store.unpublished(10) == []
     assert await store.bound_unpublished(["d-1"]) == []
+
+
+async def test_a_relayed_local_copy_says_it_may_be_a_second_one(store: InMemoryStore) -> None:
+    """The relay cannot know whether an earlier publish went out before its confirm was
+    lost: a local system deduplicating by message id needs the flag, the partner not."""
+    local, partner = publication("events"), publication(PARTNER)
+    ids = await store.commit(UnitOfWork(publications=[local, partner]))
+    await store.release(ids)
+    transport = RecordingTransport()
+    assert await OutboxPublisher(store, transport).relay() == 0
+    (copy,) = transport.local("events")
+    assert (copy.message_id, copy.body) == (local.message_id, local.body)
+    assert copy.headers == {POSSIBLE_DUPLICATE: "true"}
+    assert [p.message_id for p in transport.partner] == [partner.message_id]
 
 
 async def test_relay_takes_the_oldest_first_up_to_the_limit(store: InMemoryStore) -> None:
