@@ -9,7 +9,7 @@ VHOSTS ?= eodes-kr eodes-cn eodes-test-kr eodes-test-cn eodes-conf-kr eodes-conf
 
 BENCH_VHOSTS := eodes-bench-kr eodes-bench-cn
 
-.PHONY: install lint format test test-core coverage broker browser schemas demo bench bench-quick soak fuzz clean
+.PHONY: install lint format test test-core coverage broker browser schemas demo bench bench-quick soak fuzz clean dist
 
 install: $(STAMP)
 
@@ -53,6 +53,11 @@ coverage: install
 
 schemas: install
 	$(BIN)/eodes-node schemas --out schemas
+
+# The wheel and the sdist in dist/, as deploy/container/Containerfile installs them.
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage var demo-run

@@ -1,16 +1,24 @@
 """Node configuration: a TOML file, overridden by EODES_<SECTION>_<KEY> environment variables.
 
-Relative paths in the file are resolved against the file's own directory, so a config
-works the same from any working directory.
+Relative paths are resolved against the config file's own directory, so a config works the
+same from any working directory.
+
+Secrets need never be written in the TOML: each setting that may hold one (the broker and
+store URLs, the passwords given apart from them, the HTTP tokens) can instead be read from
+a file, named by ``<key>_file`` in the TOML or by EODES_<SECTION>_<KEY>_FILE, as systemd
+credentials and container secrets are handed over. A secret file must be readable by its
+owner alone.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -30,8 +38,9 @@ class NodeSection(Section):
 
 
 class BrokerSection(Section):
-    local_url: str
-    partner_url: str
+    # Each may carry a password: never part of the section's repr.
+    local_url: str = Field(repr=False)
+    partner_url: str = Field(repr=False)
     prefetch: Annotated[int, Field(ge=1, le=10_000)] = 256
     # Deliveries handled together: one store commit and one receipt for the batch.
     batch_max: Annotated[int, Field(ge=1, le=1000)] = 64
@@ -47,7 +56,7 @@ class KeysSection(Section):
 
 class StoreSection(Section):
     # sqlite:///relative/or/absolute/path.db, or postgresql+psycopg://...
-    url: str
+    url: str = Field(repr=False)
     # Bounds on a store call, kept by the database driver: a running transaction is
     # never abandoned, so a stuck one ends here as "store unavailable" and its batch is
     # retried. SQLite: how long a write waits for another connection's lock.
@@ -89,8 +98,8 @@ class HttpSection(Section):
 
     Off unless enabled: it opens a port. Tokens (``role:token`` or ``role:token:name``,
     comma- or newline-separated; roles ``viewer`` and ``operator``) come from ``tokens``
-    (best set as EODES_HTTP_TOKENS) and/or ``tokens_file``; they are never logged, only
-    their name is.
+    (best set as EODES_HTTP_TOKENS) and/or ``tokens_file`` (EODES_HTTP_TOKENS_FILE; mode
+    0600, like ``tls_key``); both count. They are never logged, only their name is.
     """
 
     enabled: bool = False
@@ -131,10 +140,27 @@ class NodeConfig(Section):
 
 ENV_PREFIX = "EODES_"
 
+# The settings that may hold a secret, by section. Each is given at most once per layer
+# (TOML or environment): as ``<key>`` or as ``<key>_file``, a file holding the value.
+SECRET_KEYS: dict[str, tuple[str, ...]] = {
+    "broker": ("local_url", "partner_url", "local_password", "partner_password"),
+    "store": ("url", "password"),
+}
+# A password given apart from its URL, and the URL it goes into.
+PASSWORD_FOR: dict[tuple[str, str], str] = {
+    ("broker", "local_password"): "local_url",
+    ("broker", "partner_password"): "partner_url",
+    ("store", "password"): "url",
+}
+# Files that hold a secret or a private key and are read where the node runs.
+GUARDED_FILES = (("http", "tokens_file"), ("http", "tls_key"))
+MAX_SECRET_BYTES = 64 * 1024
 
-def _env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    sections = {name for name in NodeConfig.model_fields}
-    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+
+def _env_values(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """EODES_<SECTION>_<KEY> variables by section and lower-case key."""
+    sections = set(NodeConfig.model_fields)
+    found: dict[str, dict[str, str]] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
@@ -142,7 +168,14 @@ def _env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str,
         section, _, key = rest.partition("_")
         if section not in sections or not key:
             continue
-        merged.setdefault(section, {})[key] = value
+        found.setdefault(section, {})[key] = value
+    return found
+
+
+def _env_overrides(raw: dict[str, Any], env: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for section, values in env.items():
+        merged.setdefault(section, {}).update(values)
     return merged
 
 
@@ -155,6 +188,126 @@ def _resolve(base: Path, value: Any, where: str) -> Path:
         return path if path.is_absolute() else (base / path).resolve()
     except (RuntimeError, ValueError, OSError) as exc:
         raise ConfigError(f"{where}: not a usable path ({exc})") from None
+
+
+def _private_file_status(path: Path, where: str, what: str) -> os.stat_result:
+    """The file's status; a clear error when it is missing, not a file, or open to others."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: {what} {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {what} {path}: {exc.strerror}") from None
+    except ValueError as exc:  # a NUL in the path
+        raise ConfigError(f"{where}: not a usable path ({exc})") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise ConfigError(f"{where}: {what} {path} is not a regular file")
+    mode = stat.S_IMODE(status.st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"{where}: {what} {path} is open to group or others (mode {mode:03o}); chmod 600 it"
+        )
+    return status
+
+
+def read_secret_file(path: Path, where: str) -> str:
+    """A secret held in a file, without the one trailing newline editors add.
+
+    Refused when others than its owner may read it: a secret is only as safe as its file.
+    """
+    status = _private_file_status(path, where, "secret file")
+    if status.st_size > MAX_SECRET_BYTES:
+        raise ConfigError(f"{where}: secret file {path} is larger than {MAX_SECRET_BYTES} bytes")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read secret file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: secret file {path} is not UTF-8 (byte {exc.start})") from None
+    for newline in ("\r\n", "\n"):
+        if text.endswith(newline):
+            text = text[: -len(newline)]
+            break
+    if not text:
+        raise ConfigError(f"{where}: secret file {path} is empty")
+    return text
+
+
+def _secret_in_layer(
+    values: Mapping[str, Any], key: str, base: Path, names: tuple[str, str]
+) -> str | None:
+    """The secret ``key`` as one layer gives it (value or file), or None if it does not.
+
+    ``names`` are how the layer spells the value and the file, for error messages.
+    """
+    plain, from_file = values.get(key), values.get(f"{key}_file")
+    if plain is not None and from_file is not None:
+        raise ConfigError(f"give {names[0]} or {names[1]}, not both")
+    if from_file is not None:
+        if from_file == "":
+            raise ConfigError(f"{names[1]} is empty: it must name a file")
+        return read_secret_file(_resolve(base, from_file, names[1]), names[1])
+    if plain is not None and not isinstance(plain, str):
+        raise ConfigError(f"{names[0]}: expected a string, got {type(plain).__name__}")
+    return plain
+
+
+def _with_password(url: str, password: str, where: str) -> str:
+    """``url`` with ``password`` put in, percent-encoded, beside the user name it names."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ConfigError(f"{where}: the URL it goes into is not a URL") from None
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at or not userinfo:
+        raise ConfigError(f"{where}: the URL it goes into names no user")
+    if ":" in userinfo:
+        raise ConfigError(f"{where}: the URL it goes into already carries a password")
+    try:
+        netloc = f"{userinfo}:{quote(password, safe='')}@{host}"
+    except UnicodeEncodeError:
+        raise ConfigError(f"{where}: the password is not valid text") from None
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _apply_secrets(
+    merged: dict[str, Any],
+    raw: Mapping[str, Any],
+    env: Mapping[str, Mapping[str, str]],
+    base: Path,
+) -> None:
+    """Put each secret in place: the environment's over the file's, a password given apart
+    into its URL. Only the secret files that are used are read."""
+    for section, keys in SECRET_KEYS.items():
+        if section not in merged:
+            continue
+        values = merged[section]
+        for key in keys:
+            values.pop(key, None)
+            values.pop(f"{key}_file", None)
+            upper = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+            value = _secret_in_layer(env.get(section, {}), key, base, (upper, f"{upper}_FILE"))
+            if value is None:
+                dotted = f"{section}.{key}"
+                value = _secret_in_layer(
+                    raw.get(section, {}), key, base, (dotted, f"{dotted}_file")
+                )
+            if value is not None:
+                values[key] = value
+        for (owner, password_key), url_key in PASSWORD_FOR.items():
+            if owner != section or password_key not in values:
+                continue
+            password = values.pop(password_key)
+            url = values.get(url_key)
+            if isinstance(url, str):
+                values[url_key] = _with_password(url, password, f"{section}.{password_key}")
+
+
+def _check_guarded_files(merged: Mapping[str, Any]) -> None:
+    for section, key in GUARDED_FILES:
+        path = merged.get(section, {}).get(key)
+        if isinstance(path, Path):
+            _private_file_status(path, f"{section}.{key}", "file")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -191,9 +344,12 @@ def _resolve_paths(merged: dict[str, Any], base: Path) -> None:
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
     raw = _read_toml(path)
-    merged = _env_overrides(raw, os.environ if environ is None else environ)
+    env = _env_values(os.environ if environ is None else environ)
+    merged = _env_overrides(raw, env)
     base = path.resolve().parent
+    _apply_secrets(merged, raw, env, base)
     _resolve_paths(merged, base)
+    _check_guarded_files(merged)
     store = merged.get("store", {})
     url = store.get("url")
     if isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
