@@ -31,6 +31,14 @@ def load_identity(config: NodeConfig) -> NodeIdentity:
         )
     except OSError as exc:
         raise ConfigError(f"cannot read key material: {exc}") from None
+    if key.kid in partner_keys.keys:
+        # Both nodes would then take a message signed with our key as the partner's:
+        # each side accepts its own forgeries.
+        raise ConfigError(
+            f"the partner's JWK Set {config.keys.partner_jwks} holds our own public key "
+            f"{key.kid} ([keys] private_key): pin the keys {config.node.partner}'s operators "
+            "sent, never ours"
+        )
     return NodeIdentity(
         own=config.node.country,
         partner=config.node.partner,

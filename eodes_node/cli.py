@@ -11,12 +11,14 @@ from typing import Any
 import click
 import orjson
 
+from eodes_node.config import LimitsSection
 from eodes_node.core.envelope import open_envelope, seal
 from eodes_node.core.jws import ALGORITHMS, Algorithm, KeySet, PrivateKey
 from eodes_node.core.messages import Kind, issued_now
-from eodes_node.core.records import as_json_dict, compose, parse_certificate
-from eodes_node.errors import ConfigError, InvalidRecord, PeerError
+from eodes_node.core.records import as_json_dict, compose
+from eodes_node.errors import ConfigError, InvalidRecord, PeerError, Problem
 from eodes_node.keyfiles import write_private_key
+from eodes_node.submitting import SUBMIT_KINDS, check, detect_kind, kind_words, type_name
 
 KIND_NAMES = [kind.value for kind in Kind]
 
@@ -79,26 +81,54 @@ def _records(data: bytes) -> list[bytes]:
 
 
 @main.command()
+@click.option(
+    "--type",
+    "kind_name",
+    type=click.Choice(list(SUBMIT_KINDS)),
+    default=None,
+    help="What the records are; default: told from each record's fields.",
+)
 @click.argument("file")
-def validate(file: str) -> None:
-    """Check e-CO record(s) in FILE ('-' for stdin); print every problem, exit 1 if any."""
+def validate(kind_name: str | None, file: str) -> None:
+    """Check the record(s) in FILE ('-' for stdin) as the node would: e-COs, replacements,
+    cancellations or feedback. Print every problem, exit 1 if any."""
     records = _records(_read(file))
     failed = 0
     for index, raw in enumerate(records, start=1):
         where = file if len(records) == 1 else f"{file}:{index}"
-        try:
-            cert = parse_certificate(raw)
-        except InvalidRecord as exc:
-            failed += 1
-            for problem in exc.problems:
-                click.echo(f"{where}: {problem}")
-            continue
-        click.echo(
-            f"{where}: valid e-CO {cert.number} ({cert.header.agreement}, "
-            f"{len(cert.items)} item{'s' if len(cert.items) != 1 else ''})"
-        )
+        lines, valid = _validated(raw, SUBMIT_KINDS[kind_name] if kind_name else None)
+        failed += not valid
+        for line in lines:
+            click.echo(f"{where}: {line}")
     if failed:
         _fail(f"{failed} of {len(records)} record(s) invalid")
+
+
+def _validated(raw: bytes, kind: Kind | None) -> tuple[list[str], bool]:
+    """The lines `validate` prints about one record, and whether it is valid."""
+    assumed = False
+    if kind is None:
+        try:
+            kind, assumed = detect_kind(orjson.loads(raw)), True
+        except orjson.JSONDecodeError:
+            kind = Kind.COO  # not JSON: that is its one problem, whatever its kind
+        if kind is None:
+            return [str(_type_unknown())], False
+    checked = check(kind, raw, max_bytes=LimitsSection().max_record_bytes, now=datetime.now(UTC))
+    note = f"; type assumed from its fields: {type_name(kind)}" if assumed else ""
+    if not checked.problems:
+        return [checked.summary() + note], True
+    head = [f"checked as {kind_words(kind)}{note} (--type to choose another)"] if assumed else []
+    return head + [str(problem) for problem in checked.problems], False
+
+
+def _type_unknown() -> Problem:
+    names = ", ".join(sorted({type_name(kind) for kind in SUBMIT_KINDS.values()}))
+    return Problem(
+        "",
+        "type_unknown",
+        f"cannot tell which kind of record this is from its fields; pass --type (one of {names})",
+    )
 
 
 @main.command()

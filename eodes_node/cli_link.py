@@ -104,7 +104,17 @@ def _certificates(source: str) -> list[Any]:
 @click.option(
     "--type",
     "kind_name",
-    type=click.Choice(["coo", "coo-replacement", "coo-cancellation", "cancellation", "feedback"]),
+    type=click.Choice(
+        [
+            "coo",
+            "coo-replacement",
+            "coo-cancellation",
+            "cancellation",
+            "feedback",
+            "verification-request",
+            "verification-response",
+        ]
+    ),
     default="coo",
     show_default=True,
     help="What the records are; cancellation is short for coo-cancellation.",
@@ -116,21 +126,20 @@ def submit(config_path: Path, kind_name: str, no_validate: bool, files: tuple[st
 
     Each FILE holds one JSON record or JSON Lines; '-' reads standard input. Each record
     is first checked as the node would check it; what would be refused is not sent, and
-    is listed with every problem by field path (exit 1). Feedback records go to the
-    feedback queue, the rest to the records queue.
+    is listed with every problem by field path (exit 1). Feedback records and
+    verification requests go to the feedback queue, the rest to the records queue.
     """
     import asyncio
 
     from eodes_node.cli import _config, _fail, _read, _records
-    from eodes_node.core.messages import Kind
     from eodes_node.errors import TransientError
-    from eodes_node.submitting import SUBMIT_KINDS, publish_records, refusals
+    from eodes_node.submitting import CLEARANCE_KINDS, SUBMIT_KINDS, publish_records, refusals
     from eodes_node.topology import Topology
 
     config = _config(config_path)
     kind = SUBMIT_KINDS[kind_name]
     topology = Topology(config.node.country, config.node.partner, config.node.namespace)
-    queue = topology.outbound_feedback if kind is Kind.FEEDBACK else topology.outbound_records
+    queue = topology.outbound_feedback if kind in CLEARANCE_KINDS else topology.outbound_records
     accepted, refused = [], 0
     for source in files:
         records = _records(_read(source))

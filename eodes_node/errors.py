@@ -99,6 +99,12 @@ class BrokerUnavailable(TransientError):
     """The broker could not be reached or did not confirm in time."""
 
 
+class BrokerRefused(BrokerUnavailable):
+    """The broker answered but refused our login or virtual host. At start-up that is a
+    configuration error and the node exits; later (credentials changed under a running
+    node) it is retried like any lost link, so the operator can fix it without a restart."""
+
+
 class StoreUnavailable(TransientError):
     """The store could not commit in time."""
 

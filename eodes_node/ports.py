@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from eodes_node.core.verification import VerificationFacts
 from eodes_node.core.work import (
     PARTNER,
     Delivery,
@@ -125,10 +126,18 @@ class Outbox(Protocol):
 
 
 class Schedule(Protocol):
-    """Sent messages still waiting for a receipt."""
+    """Sent messages still waiting for a receipt, and verification requests we sent still
+    waiting for their answer."""
 
     async def due(self, now: float, limit: int) -> list[Due]: ...
-    async def next_due_at(self) -> float | None: ...
+
+    async def next_due_at(self) -> float | None:
+        """The next resend or reply due date, whichever comes first."""
+        ...
+
+    async def overdue(self, now: float, limit: int) -> list[VerificationFacts]:
+        """Requests we sent, still pending after the end of their reply due day."""
+        ...
 
 
 class Audit(Protocol):

@@ -15,7 +15,7 @@ from typing import Protocol
 import structlog
 
 from eodes_node.config import NodeConfig
-from eodes_node.errors import StoreUnavailable, TransientError
+from eodes_node.errors import BrokerRefused, ConfigError, StoreUnavailable, TransientError
 from eodes_node.ports import BatchHandler, Broker, Clock, Consumer, NodeStore
 from eodes_node.service import NodeService
 
@@ -66,7 +66,9 @@ class Node:
 
     async def _start_consuming(self, stop: asyncio.Event) -> bool:
         """Connect and declare, retrying with backoff until it works or we are told to stop:
-        a node started before its broker must come up by itself when the broker does."""
+        a node started before its broker must come up by itself when the broker does. A
+        broker that refuses our login or virtual host is a configuration error, not
+        retried: the node cannot run until the configuration is fixed."""
         delay = 0.5
         while not stop.is_set():
             try:
@@ -80,6 +82,8 @@ class Node:
                     )
                     self.consumers.append(consumer)
                 return True
+            except BrokerRefused as exc:
+                raise ConfigError(str(exc)) from None
             except TransientError as exc:
                 log.warning("broker_unavailable", error=str(exc), retry_in_s=delay)
                 await self.broker.stop_consuming()
@@ -168,11 +172,16 @@ class Node:
         )
         if not await self._open_store(stop):
             return
+        refused = False  # a configuration error at start-up: its one line says it all
         try:
             if self.surface is not None:
                 await self.surface.start()
-            if not await self._start_consuming(stop):
-                return
+            try:
+                if not await self._start_consuming(stop):
+                    return
+            except ConfigError:
+                refused = True
+                raise
             try:
                 await self.service.relay_outbox()
             except TransientError as exc:
@@ -199,7 +208,8 @@ class Node:
             with contextlib.suppress(TransientError):
                 await self.store.flush_published()
             await self.store.close()
-            log.info("node_stopped")
+            if not refused:
+                log.info("node_stopped")
 
     async def _drain(self) -> None:
         """Stop taking work, let in-flight batches finish within the bound; what does not

@@ -14,7 +14,13 @@ from pydantic import BaseModel
 
 from eodes_node import __version__
 from eodes_node.adapters.http.openapi import document as openapi_document
-from eodes_node.core.messages import MODEL_BY_KIND, FeedbackBody, Kind
+from eodes_node.core.messages import (
+    MODEL_BY_KIND,
+    FeedbackBody,
+    Kind,
+    VerificationRequestBody,
+    VerificationResponseRecord,
+)
 from eodes_node.core.models import Cancellation, Certificate
 from eodes_node.topology import ENVELOPE_KINDS, asyncapi_channels
 
@@ -22,6 +28,8 @@ LOCAL_RECORDS: dict[str, type[BaseModel]] = {
     "eco-record": Certificate,
     "cancellation-record": Cancellation,
     "feedback-record": FeedbackBody,
+    "verification-request-record": VerificationRequestBody,
+    "verification-response-record": VerificationResponseRecord,
 }
 
 
@@ -80,7 +88,7 @@ EVENT_PAYLOAD: dict[str, Any] = {
     "type": "object",
     "required": ["event", "partner", "at", "items"],
     "properties": {
-        "event": {"enum": ["delivered", "rejected", "failed", "record_rejected"]},
+        "event": {"enum": ["delivered", "rejected", "failed", "record_rejected", "overdue"]},
         "partner": {"type": "string", "pattern": "^[A-Z]{2}$"},
         "at": {"type": "string", "format": "date-time"},
         "items": {

@@ -4,11 +4,24 @@ and why, instead of finding it later on a dead-letter queue."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
-from eodes_node.core.messages import FeedbackBody, Kind, issued_now
+from eodes_node.core.messages import (
+    BODY_FIELD,
+    MODEL_BY_KIND,
+    FeedbackBody,
+    Kind,
+    MessageBase,
+    VerificationRequestBody,
+    VerificationResponseRecord,
+    certificate_number_of,
+    issued_now,
+)
 from eodes_node.core.records import compose, parse_model
 from eodes_node.errors import InvalidRecord, Problem
 
@@ -19,34 +32,193 @@ SUBMIT_KINDS = {
     "coo-cancellation": Kind.COO_CANCELLATION,
     "cancellation": Kind.COO_CANCELLATION,
     "feedback": Kind.FEEDBACK,
+    "verification-request": Kind.VERIFICATION_REQUEST,
+    "verification-response": Kind.VERIFICATION_RESPONSE,
 }
+# The records the clearance system submits (feedback queue); the rest go to records.
+CLEARANCE_KINDS = frozenset({Kind.FEEDBACK, Kind.VERIFICATION_REQUEST})
+
+# A record's kind in the words of its authors.
+_WORDS = {
+    Kind.COO: "e-CO",
+    Kind.COO_REPLACEMENT: "replacement e-CO",
+    Kind.COO_CANCELLATION: "cancellation",
+    Kind.FEEDBACK: "feedback",
+}
+# Where no link is named (`validate`), a record is checked on one it could travel: the
+# envelope's countries are ours to fill in, and problems are reported on the record.
+_ANY_LINK = ("KR", "CN")
+
+
+def kind_words(kind: Kind) -> str:
+    return _WORDS.get(kind, kind.value)
+
+
+def type_name(kind: Kind) -> str:
+    """The shortest `--type` that means ``kind``."""
+    return min((name for name, k in SUBMIT_KINDS.items() if k is kind), key=len, default=kind.value)
+
+
+def _body_model(kind: Kind) -> type[BaseModel] | None:
+    annotation = MODEL_BY_KIND[kind].model_fields[BODY_FIELD[kind]].annotation
+    return (
+        annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    )
+
+
+def _telling_fields() -> dict[Kind, frozenset[str]]:
+    """For each kind of record, the fields no other kind has: the ones that tell it."""
+    models: dict[type[BaseModel], Kind] = {}
+    for kind in dict.fromkeys(SUBMIT_KINDS.values()):
+        model = _body_model(kind)
+        if model is not None:
+            models.setdefault(model, kind)
+    telling = {}
+    for model, kind in models.items():
+        others = {name for other in models if other is not model for name in other.model_fields}
+        telling[kind] = frozenset(model.model_fields) - others
+    return telling
+
+
+_TELLING = _telling_fields()
+
+
+def _family(kind: Kind) -> Kind:
+    """An e-CO and its replacement are the same record; the rest are themselves."""
+    return Kind.COO if kind is Kind.COO_REPLACEMENT else kind
+
+
+def _told_by(record: Any) -> dict[Kind, list[str]]:
+    """The kinds whose telling fields ``record`` has, with those fields."""
+    if not isinstance(record, dict):
+        return {}
+    found = {kind: sorted(fields & record.keys()) for kind, fields in _TELLING.items()}
+    return {kind: names for kind, names in found.items() if names}
+
+
+def detect_kind(record: Any) -> Kind | None:
+    """The kind of record ``record`` (JSON values) is, when its fields say so plainly:
+    fields only one kind has. None when they name none, or several."""
+    told = _told_by(record)
+    if len(told) != 1:
+        return None
+    (kind,) = told
+    reference = record.get("back_reference")
+    if kind is Kind.COO and isinstance(reference, dict) and reference.get("kind") == "replaces":
+        return Kind.COO_REPLACEMENT
+    return kind
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """One record as the node would take it: its problems, or what it is."""
+
+    kind: Kind
+    problems: list[Problem]
+    message: MessageBase | FeedbackBody | None = None
+
+    def summary(self) -> str:
+        """One line on a record that passed: what it is, and which certificate."""
+        match self.message:
+            case FeedbackBody() as feedback:
+                count = len(feedback.items)
+                return (
+                    f"valid feedback on {feedback.certificate_number} "
+                    f"({feedback.decision.value}, {count} item{'s' if count != 1 else ''})"
+                )
+            case MessageBase() as message:
+                certificate = getattr(message, "certificate", None)
+                number = certificate_number_of(message) or "(no certificate number)"
+                if certificate is None:
+                    return f"valid {kind_words(self.kind)} of {number}"
+                count = len(certificate.items)
+                return (
+                    f"valid {kind_words(self.kind)} {number} ({certificate.header.agreement}, "
+                    f"{count} item{'s' if count != 1 else ''})"
+                )
+        return f"valid {kind_words(self.kind)}"
+
+
+def check(
+    kind: Kind,
+    raw: bytes,
+    *,
+    max_bytes: int,
+    now: datetime,
+    own: str | None = None,
+    partner: str | None = None,
+) -> Checked:
+    """``raw`` checked as a record of ``kind``, as the node checks it: size, JSON, schema,
+    agreement rules and, given ``own`` -> ``partner``, the link."""
+    if len(raw) > max_bytes:
+        too_large = Problem(
+            "",
+            "too_large",
+            f"{len(raw)} bytes; the node refuses records over {max_bytes} bytes "
+            "([limits] max_record_bytes)",
+        )
+        return Checked(kind, [too_large])
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Checked(kind, [Problem("", "json_invalid", f"the record is not valid JSON: {exc}")])
+    wrong = _wrong_type(kind, body)
+    if wrong is not None:
+        return Checked(kind, [wrong])
+    try:
+        if kind is Kind.FEEDBACK:
+            return Checked(kind, [], parse_model(FeedbackBody, raw))
+        if kind is Kind.VERIFICATION_REQUEST:
+            parse_model(VerificationRequestBody, raw)
+            return Checked(kind, [])
+        if kind is Kind.VERIFICATION_RESPONSE:
+            parse_model(VerificationResponseRecord, raw)
+            return Checked(kind, [])
+        sender, receiver = (own, partner) if own and partner else _ANY_LINK
+        composed = compose(
+            kind,
+            body,
+            sender=sender,
+            receiver=receiver,
+            issued_at=issued_now(now),
+            check_link=bool(own and partner),
+        )
+    except InvalidRecord as exc:
+        return Checked(kind, list(exc.problems))
+    return Checked(kind, [], composed.message)
+
+
+def _wrong_type(kind: Kind, record: Any) -> Problem | None:
+    """A record plainly of another kind is refused as that, not field by field: an e-CO
+    checked as feedback would only list every field of feedback as missing."""
+    told = _told_by(record)
+    if len(told) != 1 or _family(kind) in told:
+        return None
+    ((other, fields),) = told.items()
+    return Problem(
+        "",
+        "wrong_type",
+        f"this is {_a(kind_words(other))} record (it has {', '.join(fields)}), not "
+        f"{_a(kind_words(kind))} record: pass --type {type_name(other)}",
+    )
+
+
+def _a(words: str) -> str:
+    return f"an {words}" if words[:1] in "aeiou" else f"a {words}"
 
 
 def refusals(
-    kind: Kind, raw: bytes, *, own: str, partner: str, max_bytes: int, now: datetime
+    kind: Kind,
+    raw: bytes,
+    *,
+    own: str | None = None,
+    partner: str | None = None,
+    max_bytes: int,
+    now: datetime,
 ) -> list[Problem]:
     """Every problem the node would refuse ``raw`` for on the link ``own`` -> ``partner``
     (size, JSON, schema, agreement rules, the link); empty when it would take it."""
-    if len(raw) > max_bytes:
-        return [
-            Problem(
-                "",
-                "too_large",
-                f"{len(raw)} bytes; the node refuses records over {max_bytes} bytes "
-                "([limits] max_record_bytes)",
-            )
-        ]
-    try:
-        if kind is Kind.FEEDBACK:
-            parse_model(FeedbackBody, raw)
-            return []
-        body = orjson.loads(raw)
-        compose(kind, body, sender=own, receiver=partner, issued_at=issued_now(now))
-    except orjson.JSONDecodeError as exc:
-        return [Problem("", "json_invalid", f"the record is not valid JSON: {exc}")]
-    except InvalidRecord as exc:
-        return list(exc.problems)
-    return []
+    return check(kind, raw, own=own, partner=partner, max_bytes=max_bytes, now=now).problems
 
 
 async def publish_records(

@@ -34,27 +34,31 @@ class Topology:
 
     @property
     def outbound_records(self) -> str:
-        """The issuing system submits e-CO, replacement and cancellation records here."""
+        """The issuing system submits e-CO, replacement and cancellation records here, and
+        its answers to the partner's verification requests."""
         return f"{self._p}.outbound.records"
 
     @property
     def outbound_feedback(self) -> str:
-        """The clearance system submits its decisions here."""
+        """The clearance system submits its decisions and verification requests here."""
         return f"{self._p}.outbound.feedback"
 
     @property
     def clearance(self) -> str:
-        """Verified certificates and their cancellations, for the clearance system."""
+        """Verified certificates, their cancellations and verification responses, for the
+        clearance system."""
         return f"{self._p}.clearance"
 
     @property
     def issuing(self) -> str:
-        """Feedback decisions from the partner, for the issuing system."""
+        """Feedback decisions and verification requests from the partner, for the issuing
+        system."""
         return f"{self._p}.issuing"
 
     @property
     def events(self) -> str:
-        """Delivery events and errors (delivered, failed, record rejected) for local systems."""
+        """Delivery events and errors (delivered, failed, record rejected, a verification
+        request overdue) for local systems."""
         return f"{self._p}.events"
 
     def dead_letter(self, queue: str) -> str:
@@ -139,23 +143,27 @@ _LOCAL_QUEUES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
         "outboundRecords",
         TEMPLATE.outbound_records,
         "The issuing system submits records to send. AMQP property type: coo (default), "
-        "coo-replacement (an e-CO record with back_reference.kind = replaces) or "
-        "coo-cancellation (a cancellation record).",
-        ("eco-record", "cancellation-record"),
+        "coo-replacement (an e-CO record with back_reference.kind = replaces), "
+        "coo-cancellation (a cancellation record) or verification-response (the answer "
+        "to a verification request the partner sent, naming it in correlation_id).",
+        ("eco-record", "cancellation-record", "verification-response-record"),
     ),
     (
         "outboundFeedback",
         TEMPLATE.outbound_feedback,
         "The clearance system submits its decisions on certificates received from the "
-        "partner. AMQP property type: feedback.",
-        ("feedback-record",),
+        "partner, and its verification requests about them. AMQP property type: "
+        "feedback (default) or verification-request.",
+        ("feedback-record", "verification-request-record"),
     ),
     (
         "clearance",
         TEMPLATE.clearance,
         "For the clearance system, once each: verified certificates, replacements, "
         "cancellations and verification responses, as the verified canonical payload; "
-        "headers x-eodes-sender, x-eodes-certificate, x-eodes-digest.",
+        "headers x-eodes-sender, x-eodes-certificate, x-eodes-digest, and "
+        "x-eodes-possible-duplicate: true on a copy published again under its first "
+        "message id (deduplicate by message id).",
         ("coo", "coo-replacement", "coo-cancellation", "verification-response"),
     ),
     (
@@ -169,7 +177,9 @@ _LOCAL_QUEUES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
         "events",
         TEMPLATE.events,
         "Delivery events for the local systems; the messages one receipt settles share "
-        "one event. AMQP type: event.<event>.",
+        "one event; overdue names verification requests whose reply due date passed "
+        "unanswered. AMQP type: event.<event>; x-eodes-possible-duplicate as on "
+        "clearance.",
         ("event",),
     ),
 )
@@ -263,9 +273,14 @@ def _operations() -> dict[str, Any]:
             mandatory=True,
             **persistent,
         ),
-        "receiveRecords": _op("receive", "outboundRecords", "Records to sign and send.", ack=True),
+        "receiveRecords": _op(
+            "receive", "outboundRecords", "Records and verification answers to send.", ack=True
+        ),
         "receiveFeedback": _op(
-            "receive", "outboundFeedback", "Decisions to sign and send.", ack=True
+            "receive",
+            "outboundFeedback",
+            "Decisions and verification requests to sign and send.",
+            ack=True,
         ),
         "deliverToClearance": _op(
             "send", "clearance", "Hand verified messages to clearance.", **persistent
@@ -273,7 +288,9 @@ def _operations() -> dict[str, Any]:
         "deliverToIssuing": _op(
             "send", "issuing", "Hand verified messages to issuing.", **persistent
         ),
-        "reportEvents": _op("send", "events", "Report deliveries and failures.", **persistent),
+        "reportEvents": _op(
+            "send", "events", "Report deliveries, failures and overdue requests.", **persistent
+        ),
     }
     for key in sorted(_DEAD_LETTERED):
         ops[f"deadLetter{key[0].upper()}{key[1:]}"] = _op(

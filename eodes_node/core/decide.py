@@ -30,9 +30,16 @@ from eodes_node.core.state import (
     DECISION_EVENT,
     Event,
     IllegalTransition,
+    IllegalVerificationStep,
     Role,
     State,
     next_state,
+)
+from eodes_node.core.verification import (
+    VerificationFacts,
+    VerificationMove,
+    answered,
+    requested,
 )
 from eodes_node.errors import InvalidMessage, RejectionCode
 
@@ -80,6 +87,7 @@ class InboundDecision:
     transitions: tuple[Transition, ...] = ()
     deliver_to: Local | None = None
     duplicate: bool = False
+    verifications: tuple[VerificationMove, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +160,10 @@ def decide_inbound(
     prior: PriorInbound | None,
     certificate: CertFacts | None,
     referenced: CertFacts | None = None,
+    verification: VerificationFacts | None = None,
 ) -> InboundDecision:
-    """Decide on a verified partner message that is not a receipt.
+    """Decide on a verified partner message that is not a receipt; ``verification`` is
+    the request a verification response correlates to, as we hold it.
 
     Raises ``InvalidMessage`` with the rejection code when the message must be refused.
     """
@@ -165,11 +175,18 @@ def decide_inbound(
                 f"message id {message.message_id} was already used for different content",
             )
         return InboundDecision(entry=prior.receipt_entry, duplicate=True)
+    steps: list[VerificationMove] = []
+    deliver: Local | None
     try:
-        transitions, deliver = _inbound_effects(message, certificate, referenced)
-    except IllegalTransition as exc:
+        if isinstance(message, VerificationRequest | VerificationResponse):
+            transitions, deliver, steps = _verification_effects(message, certificate, verification)
+        else:
+            transitions, deliver = _inbound_effects(message, certificate, referenced)
+    except (IllegalTransition, IllegalVerificationStep) as exc:
         raise InvalidMessage(RejectionCode.STATE_CONFLICT, str(exc)) from None
-    return InboundDecision(accepted_entry(opened), tuple(transitions), deliver)
+    return InboundDecision(
+        accepted_entry(opened), tuple(transitions), deliver, verifications=tuple(steps)
+    )
 
 
 def _received(number: str, cert: CertFacts | None, message_id: str) -> Transition:
@@ -229,11 +246,44 @@ def _inbound_effects(
                 )
             event = DECISION_EVENT[message.feedback.decision.value]
             return [move(cert, Role.EXPORTER, number, event, mid)], Local.ISSUING
-        case VerificationRequest():
-            return [], Local.ISSUING
-        case VerificationResponse():
-            return [], Local.CLEARANCE
     raise InvalidMessage(RejectionCode.TYPE_MISMATCH, f"{type(message).__name__} is not handled")
+
+
+def _verification_effects(
+    message: VerificationRequest | VerificationResponse,
+    cert: CertFacts | None,
+    asked: VerificationFacts | None,
+) -> tuple[list[Transition], Local, list[VerificationMove]]:
+    """A request about a certificate we sent goes to our issuing system; a response to a
+    request we sent goes to our clearance system, once."""
+    mid = message.message_id
+    if isinstance(message, VerificationRequest):
+        number = message.request.certificate_number
+        cert = _known(
+            cert,
+            Role.EXPORTER,
+            f"verification request for certificate {number}, which this node never sent",
+        )
+        moves = [move(cert, Role.EXPORTER, number, Event.VERIFICATION_REQUESTED, mid)]
+        return moves, Local.ISSUING, [requested(Role.EXPORTER, mid, message.request)]
+    body = message.response
+    number = body.certificate_number
+    if asked is None or asked.role is not Role.IMPORTER or asked.number != number:
+        raise InvalidMessage(
+            RejectionCode.UNKNOWN_CERTIFICATE,
+            f"verification response correlates to message {message.correlation_id}, which is "
+            f"not a verification request this node sent about certificate {number}",
+        )
+    if asked.reference != body.request_reference:
+        raise InvalidMessage(
+            RejectionCode.UNKNOWN_CERTIFICATE,
+            f"verification response names request reference {body.request_reference!r}, "
+            f"but request {asked.request_id} has reference {asked.reference!r}",
+        )
+    cert = _known(cert, Role.IMPORTER, f"certificate {number} was never received here")
+    step = answered(asked, mid, body.result.value)
+    moves = [move(cert, Role.IMPORTER, number, Event.VERIFICATION_ANSWERED, mid)]
+    return moves, Local.CLEARANCE, [step]
 
 
 # Only these are open to a receipt: a delivered or rejected message stays as it was

@@ -4,9 +4,31 @@ state table; these functions only choose the words of the refusal."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from eodes_node.core.decide import CertFacts, Transition, move
-from eodes_node.core.messages import CooCancellation, CooIssued, CooReplacement, FeedbackBody
-from eodes_node.core.state import DECISION_EVENT, Event, IllegalTransition, Role, State
+from eodes_node.core.messages import (
+    CooCancellation,
+    CooIssued,
+    CooReplacement,
+    FeedbackBody,
+    VerificationRequestBody,
+    VerificationResponseRecord,
+)
+from eodes_node.core.state import (
+    DECISION_EVENT,
+    Event,
+    IllegalTransition,
+    IllegalVerificationStep,
+    Role,
+    State,
+)
+from eodes_node.core.verification import (
+    VerificationFacts,
+    VerificationMove,
+    answered,
+    requested,
+)
 from eodes_node.errors import InvalidRecord, Problem
 
 
@@ -91,3 +113,108 @@ def decide_local_feedback(
                 ]
             ) from None
         raise _state_problem(exc, number) from None
+
+
+def _withdrawn(existing: CertFacts, number: str, what: str) -> InvalidRecord | None:
+    if existing.state in (State.CANCELLED, State.REPLACED):
+        return InvalidRecord(
+            [
+                Problem(
+                    "certificate_number",
+                    "certificate_withdrawn",
+                    f"certificate {number} was {existing.state.value}; {what}",
+                )
+            ]
+        )
+    return None
+
+
+def decide_local_verification_request(
+    body: VerificationRequestBody, existing: CertFacts | None, message_id: str, today: date
+) -> tuple[Transition, VerificationMove]:
+    """The clearance system asks the partner to confirm a certificate it received."""
+    number = body.certificate_number
+    if body.reply_due <= today:
+        raise InvalidRecord(
+            [
+                Problem(
+                    "reply_due",
+                    "due_date_not_in_future",
+                    f"reply_due {body.reply_due.isoformat()} must be after today "
+                    f"({today.isoformat()}, UTC)",
+                )
+            ]
+        )
+    existing = _submitted_known(
+        existing,
+        Role.IMPORTER,
+        f"no certificate {number} was received from the partner; a verification request needs one",
+    )
+    try:
+        moved = move(existing, Role.IMPORTER, number, Event.VERIFICATION_REQUESTED, message_id)
+    except IllegalTransition as exc:
+        withdrawn = _withdrawn(existing, number, "there is nothing left to verify")
+        raise (withdrawn or _state_problem(exc, number)) from None
+    return moved, requested(Role.IMPORTER, message_id, body)
+
+
+def decide_local_verification_response(
+    record: VerificationResponseRecord,
+    asked: VerificationFacts | None,
+    existing: CertFacts | None,
+    message_id: str,
+) -> tuple[Transition, VerificationMove]:
+    """The issuing system answers a request the partner sent us, once."""
+    request_id = record.correlation_id
+    if asked is None or asked.role is not Role.EXPORTER:
+        raise InvalidRecord(
+            [
+                Problem(
+                    "correlation_id",
+                    "unknown_request",
+                    f"message {request_id} is not a verification request received from the partner",
+                )
+            ]
+        )
+    problems = []
+    if asked.number != record.certificate_number:
+        problems.append(
+            Problem(
+                "certificate_number",
+                "request_mismatch",
+                f"request {request_id} is about certificate {asked.number}, "
+                f"not {record.certificate_number}",
+            )
+        )
+    if asked.reference != record.request_reference:
+        problems.append(
+            Problem(
+                "request_reference",
+                "request_mismatch",
+                f"request {request_id} has reference {asked.reference!r}, "
+                f"not {record.request_reference!r}",
+            )
+        )
+    if problems:
+        raise InvalidRecord(problems)
+    try:
+        step = answered(asked, message_id, record.result.value)
+    except IllegalVerificationStep:
+        raise InvalidRecord(
+            [
+                Problem(
+                    "correlation_id",
+                    "already_answered",
+                    f"request {request_id} was already answered",
+                )
+            ]
+        ) from None
+    number = asked.number
+    existing = _submitted_known(
+        existing, Role.EXPORTER, f"certificate {number} is not one this node sent"
+    )
+    try:
+        moved = move(existing, Role.EXPORTER, number, Event.VERIFICATION_ANSWERED, message_id)
+    except IllegalTransition as exc:
+        raise _state_problem(exc, number) from None
+    return moved, step

@@ -210,11 +210,20 @@ class Feedback(MessageBase):
 
 
 class VerificationRequestBody(Record):
+    """The importing customs' request to confirm a certificate; also the record the
+    clearance system submits. ``item_numbers`` empty: the whole certificate."""
+
     certificate_number: CertificateNumber
     request_reference: ShortText
     item_numbers: tuple[Annotated[int, Field(ge=1, le=999)], ...] = ()
     questions: Text
     reply_due: date
+
+    @model_validator(mode="after")
+    def _items_once(self) -> VerificationRequestBody:
+        if len(set(self.item_numbers)) != len(self.item_numbers):
+            raise ValueError("each item number may be named once")
+        return self
 
 
 class VerificationRequest(MessageBase):
@@ -238,6 +247,21 @@ class VerificationResponse(MessageBase):
     kind: Literal["verification-response"] = "verification-response"
     correlation_id: MessageId
     response: VerificationResponseBody
+
+
+class VerificationResponseRecord(VerificationResponseBody):
+    """What the issuing system submits to answer a request: the response, and the
+    ``correlation_id`` of the request it answers (its message id on the issuing queue)."""
+
+    correlation_id: MessageId
+
+    def body(self) -> VerificationResponseBody:
+        return VerificationResponseBody(
+            certificate_number=self.certificate_number,
+            request_reference=self.request_reference,
+            result=self.result,
+            findings=self.findings,
+        )
 
 
 Message = Annotated[

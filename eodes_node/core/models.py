@@ -32,31 +32,52 @@ class Record(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
 
-def _country(value: str) -> str:
-    if value not in country_codes():
+def shown(value: Any) -> str:
+    """A refused value as the record's author wrote it in JSON, cut short when long, so a
+    problem names what was refused without echoing a whole document."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float | Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, list | tuple):
+        return "an empty JSON array" if not value else "a JSON array"
+    return type(value).__name__
+
+
+# Code lists are checked before the length constraints, so a wrong code is refused as
+# "not a country code", not as "too long"; a value that is not text is left to the
+# string type, which refuses it as such.
+def _country(value: Any) -> Any:
+    if isinstance(value, str) and value not in country_codes():
         raise PydanticCustomError(
             "country_code",
             "{value} is not an ISO 3166-1 alpha-2 country code",
-            {"value": repr(value)},
+            {"value": shown(value)},
         )
     return value
 
 
-def _currency(value: str) -> str:
-    if value not in currency_codes():
+def _currency(value: Any) -> Any:
+    if isinstance(value, str) and value not in currency_codes():
         raise PydanticCustomError(
-            "currency_code", "{value} is not an ISO 4217 currency code", {"value": repr(value)}
+            "currency_code", "{value} is not an ISO 4217 currency code", {"value": shown(value)}
         )
     return value
 
 
-def _unit(value: str) -> str:
-    if value not in UNITS_OF_MEASURE:
+def _unit(value: Any) -> Any:
+    if isinstance(value, str) and value not in UNITS_OF_MEASURE:
         raise PydanticCustomError(
             "unit_code",
             "{value} is not a UN/ECE Recommendation 20 unit code accepted on certificates "
             "(for example KGM, C62, LTR)",
-            {"value": repr(value)},
+            {"value": shown(value)},
         )
     return value
 
@@ -69,7 +90,7 @@ def _hs_code(value: str) -> str:
         raise PydanticCustomError(
             "hs_code",
             "HS code must be 6 to 10 digits with no dots or spaces, got {value}",
-            {"value": repr(value)},
+            {"value": shown(value)},
         )
     return value
 
@@ -87,19 +108,19 @@ def _decimal(value: Any) -> Any:
         "decimal_string",
         'must be a non-negative decimal written as a JSON string such as "1250.50" '
         "(at most 15 integer and 6 fractional digits), got {value}",
-        {"value": repr(value)},
+        {"value": shown(value)},
     )
 
 
 CountryCode = Annotated[
     str,
     StringConstraints(min_length=2, max_length=2),
-    AfterValidator(_country),
+    BeforeValidator(_country),
 ]
 CurrencyCode = Annotated[
-    str, StringConstraints(min_length=3, max_length=3), AfterValidator(_currency)
+    str, StringConstraints(min_length=3, max_length=3), BeforeValidator(_currency)
 ]
-UnitCode = Annotated[str, StringConstraints(min_length=1, max_length=3), AfterValidator(_unit)]
+UnitCode = Annotated[str, StringConstraints(min_length=1, max_length=3), BeforeValidator(_unit)]
 HsCode = Annotated[
     str,
     AfterValidator(_hs_code),
@@ -115,6 +136,43 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128, patte
 CertificateNumber = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9/-]{3,34}$")]
 # UN/LOCODE: country code + 3 characters, e.g. KRPUS (Busan), CNSHA (Shanghai).
 LoCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[A-Z2-9]{3}$")]
+ReferenceCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{4,32}$")]
+# A code from the agreement's list, optionally followed by qualifiers: "CTC ACU".
+OriginCriterion = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z-]{0,9}( [A-Z]{2,5}){0,3}$")]
+
+
+def pattern_of(constrained: Any) -> str:
+    """The regular expression a constrained string type (``LoCode``...) is checked with."""
+    for meta in getattr(constrained, "__metadata__", ()):
+        if isinstance(meta, StringConstraints) and meta.pattern is not None:
+            return str(meta.pattern)
+    raise TypeError(f"{constrained!r} has no pattern")
+
+
+# What each pattern means, in the words of a certificate: the rule a refusal names and
+# its message, where {value} is the refused value.
+PATTERN_MEANINGS: dict[str, tuple[str, str]] = {
+    pattern_of(LoCode): (
+        "locode",
+        "{value} is not a UN/LOCODE (two-letter country code and three letters or "
+        "digits 2-9, e.g. KRPUS)",
+    ),
+    pattern_of(CertificateNumber): (
+        "certificate_number_format",
+        "{value} is not a certificate number (4 to 35 capital letters, digits, '/' or "
+        "'-', starting with a letter or digit)",
+    ),
+    pattern_of(ReferenceCode): (
+        "reference_code_format",
+        "{value} is not a reference code (4 to 32 letters or digits)",
+    ),
+    pattern_of(OriginCriterion): (
+        "criterion_format",
+        "{value} is not an origin criterion (a code such as WO, PE or CTC, then at most "
+        "three qualifiers of 2 to 5 capital letters, e.g. 'CTC ACU')",
+    ),
+    pattern_of(Text): ("blank", "{value} is blank: write the text, not only spaces"),
+}
 
 
 class Authority(Record):
@@ -150,7 +208,7 @@ class Header(Record):
     issued_retroactively: bool = False
     # Printed on the certificate so anyone can check its authenticity online.
     reference_number: ShortText
-    reference_code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{4,32}$")]
+    reference_code: ReferenceCode
 
 
 class Transport(Record):
@@ -184,10 +242,7 @@ class Item(Record):
     package_kind: ShortText
     description: Text
     hs_code: HsCode
-    # A code from the agreement's list, optionally followed by qualifiers: "CTC ACU".
-    origin_criterion: Annotated[
-        str, StringConstraints(pattern=r"^[A-Z][A-Z-]{0,9}( [A-Z]{2,5}){0,3}$")
-    ]
+    origin_criterion: OriginCriterion
     rvc_percent: Annotated[int, Field(ge=0, le=100)] | None = None
     quantity: Quantity
     gross_weight: Quantity | None = None

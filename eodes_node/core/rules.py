@@ -2,43 +2,92 @@
 
 Each rule returns the problems it finds, so a caller can report all of them at once: an
 issuing-system developer fixes a record in one round trip, not one error at a time.
+
+Rules read a certificate's ``Parts``: the fields they need, each ``None`` when it did not
+parse. A record with schema errors still gets every rule whose fields did parse (an item
+that parsed is checked against the agreement even when the header has an error), and no
+rule ever sees a value that failed to parse.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from eodes_node.core.agreements import AGREEMENTS, Agreement
 from eodes_node.core.codes import MASS_UNITS
-from eodes_node.core.models import Certificate, Item
+from eodes_node.core.models import BackReference, Certificate, Item
 from eodes_node.errors import Problem
 
-Rule = Callable[[Certificate, Agreement], Iterator[Problem]]
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What the rules read of one certificate; ``None`` where that field did not parse."""
+
+    number: str | None = None
+    agreement: str | None = None
+    issue_date: date | None = None
+    valid_until: date | None = None
+    issued_retroactively: bool | None = None
+    issuing_country: str | None = None
+    exporter_country: str | None = None
+    consignee_country: str | None = None
+    departure_date: date | None = None
+    item_count: int | None = None
+    items: tuple[tuple[int, Item], ...] = ()  # (index in the record, item) of those parsed
+    declaration_date: date | None = None
+    certification_date: date | None = None
+    back_reference: BackReference | None = None
 
 
-def _parties(cert: Certificate, ag: Agreement) -> Iterator[Problem]:
+def parts_of(cert: Certificate) -> Parts:
+    """A certificate that parsed whole: every part is there."""
+    header = cert.header
+    return Parts(
+        number=header.certificate_number,
+        agreement=header.agreement,
+        issue_date=header.issue_date,
+        valid_until=header.valid_until,
+        issued_retroactively=header.issued_retroactively,
+        issuing_country=header.issuing_authority.country,
+        exporter_country=cert.exporter.country,
+        consignee_country=cert.consignee.country,
+        departure_date=cert.transport.departure_date,
+        item_count=len(cert.items),
+        items=tuple(enumerate(cert.items)),
+        declaration_date=cert.exporter_declaration.date,
+        certification_date=cert.certification.date,
+        back_reference=cert.back_reference,
+    )
+
+
+Rule = Callable[[Parts, Agreement], Iterator[Problem]]
+
+
+def _parties(cert: Parts, ag: Agreement) -> Iterator[Problem]:
     named = (
-        ("header.issuing_authority.country", cert.header.issuing_authority.country),
-        ("exporter.country", cert.exporter.country),
-        ("consignee.country", cert.consignee.country),
+        ("header.issuing_authority.country", cert.issuing_country),
+        ("exporter.country", cert.exporter_country),
+        ("consignee.country", cert.consignee_country),
     )
     for path, country in named:
-        if country not in ag.parties:
+        if country is not None and country not in ag.parties:
             yield Problem(
                 path,
                 "not_a_party",
                 f"{country} is not a party to {ag.code}; parties are "
                 + ", ".join(sorted(ag.parties)),
             )
-    if cert.exporter.country != cert.header.issuing_authority.country:
+    exporter, issuing = cert.exporter_country, cert.issuing_country
+    if exporter is not None and issuing is not None and exporter != issuing:
         yield Problem(
             "exporter.country",
             "exporter_outside_issuing_country",
-            f"the exporter is in {cert.exporter.country} but the certificate is issued by an "
-            f"authority of {cert.header.issuing_authority.country}",
+            f"the exporter is in {exporter} but the certificate is issued by an "
+            f"authority of {issuing}",
         )
-    if cert.consignee.country == cert.exporter.country:
+    if exporter is not None and cert.consignee_country == exporter:
         yield Problem(
             "consignee.country",
             "same_country",
@@ -54,23 +103,25 @@ def _days_after(day: date, days: int) -> date | None:
         return None
 
 
-def _validity(cert: Certificate, ag: Agreement) -> Iterator[Problem]:
-    h = cert.header
-    latest = _days_after(h.issue_date, ag.validity_days)
-    if h.valid_until <= h.issue_date:
+def _validity(cert: Parts, ag: Agreement) -> Iterator[Problem]:
+    issued, valid_until = cert.issue_date, cert.valid_until
+    if issued is None or valid_until is None:
+        return
+    latest = _days_after(issued, ag.validity_days)
+    if valid_until <= issued:
         yield Problem(
             "header.valid_until",
             "validity_order",
-            f"valid_until {h.valid_until} must be after issue_date {h.issue_date}",
+            f"valid_until {valid_until} must be after issue_date {issued}",
         )
     elif latest is None:
         yield Problem(
             "header.issue_date",
             "date_out_of_range",
-            f"issue date {h.issue_date} is too close to the end of the calendar: the "
+            f"issue date {issued} is too close to the end of the calendar: the "
             f"{ag.validity_days} days of {ag.code} validity would run past {date.max}",
         )
-    elif h.valid_until > latest:
+    elif valid_until > latest:
         yield Problem(
             "header.valid_until",
             "validity_too_long",
@@ -79,9 +130,12 @@ def _validity(cert: Certificate, ag: Agreement) -> Iterator[Problem]:
         )
 
 
-def _retroactive(cert: Certificate, ag: Agreement) -> Iterator[Problem]:
-    late_by = (cert.header.issue_date - cert.transport.departure_date).days
-    flagged = cert.header.issued_retroactively
+def _retroactive(cert: Parts, ag: Agreement) -> Iterator[Problem]:
+    issued, departed = cert.issue_date, cert.departure_date
+    flagged = cert.issued_retroactively
+    if issued is None or departed is None or flagged is None:
+        return
+    late_by = (issued - departed).days
     if late_by > ag.retroactive_limit_days:
         yield Problem(
             "header.issue_date",
@@ -105,18 +159,18 @@ def _retroactive(cert: Certificate, ag: Agreement) -> Iterator[Problem]:
         )
 
 
-def _items(cert: Certificate, ag: Agreement) -> Iterator[Problem]:
-    if len(cert.items) > ag.max_items:
+def _items(cert: Parts, ag: Agreement) -> Iterator[Problem]:
+    if cert.item_count is not None and cert.item_count > ag.max_items:
         yield Problem(
             "items",
             "too_many_items",
-            f"{len(cert.items)} items; {ag.code} allows at most {ag.max_items} per certificate",
+            f"{cert.item_count} items; {ag.code} allows at most {ag.max_items} per certificate",
         )
-    for index, item in enumerate(cert.items):
+    for index, item in cert.items:
         yield from _item(cert, ag, index, item)
 
 
-def _item(cert: Certificate, ag: Agreement, index: int, item: Item) -> Iterator[Problem]:
+def _item(cert: Parts, ag: Agreement, index: int, item: Item) -> Iterator[Problem]:
     """The problems of one item, in the order a reader meets its fields."""
     at = f"items[{index}]"
     if item.item_number != index + 1:
@@ -136,11 +190,11 @@ def _item(cert: Certificate, ag: Agreement, index: int, item: Item) -> Iterator[
             f"gross weight needs a mass unit ({', '.join(sorted(MASS_UNITS))}), "
             f"got {item.gross_weight.unit}",
         )
-    if item.invoice.date > cert.header.issue_date:
+    if cert.issue_date is not None and item.invoice.date > cert.issue_date:
         yield Problem(
             f"{at}.invoice.date",
             "invoice_after_issue",
-            f"invoice date {item.invoice.date} is after the issue date {cert.header.issue_date}",
+            f"invoice date {item.invoice.date} is after the issue date {cert.issue_date}",
         )
 
 
@@ -191,34 +245,36 @@ def _value_content(ag: Agreement, at: str, code: str, item: Item) -> Iterator[Pr
         )
 
 
-def _declarations(cert: Certificate, ag: Agreement) -> Iterator[Problem]:
-    issue = cert.header.issue_date
-    if cert.exporter_declaration.date > issue:
+def _declarations(cert: Parts, ag: Agreement) -> Iterator[Problem]:
+    issue, declared, certified = cert.issue_date, cert.declaration_date, cert.certification_date
+    if issue is None:
+        return
+    if declared is not None and declared > issue:
         yield Problem(
             "exporter_declaration.date",
             "declaration_after_issue",
-            f"the exporter's declaration ({cert.exporter_declaration.date}) cannot be dated "
+            f"the exporter's declaration ({declared}) cannot be dated "
             f"after the issue date ({issue})",
         )
-    if cert.certification.date != issue:
+    if certified is not None and certified != issue:
         yield Problem(
             "certification.date",
             "certification_date",
-            f"the authority certifies on the issue date ({issue}), got {cert.certification.date}",
+            f"the authority certifies on the issue date ({issue}), got {certified}",
         )
 
 
-def _back_reference(cert: Certificate, ag: Agreement) -> Iterator[Problem]:
+def _back_reference(cert: Parts, ag: Agreement) -> Iterator[Problem]:
     ref = cert.back_reference
     if ref is None:
         return
-    if ref.certificate_number == cert.number:
+    if cert.number is not None and ref.certificate_number == cert.number:
         yield Problem(
             "back_reference.certificate_number",
             "self_reference",
             "a certificate cannot refer back to itself",
         )
-    if ref.issue_date > cert.header.issue_date:
+    if cert.issue_date is not None and ref.issue_date > cert.issue_date:
         yield Problem(
             "back_reference.issue_date",
             "reference_in_future",
@@ -238,14 +294,21 @@ RULES: tuple[Rule, ...] = (
 
 def check_certificate(cert: Certificate) -> list[Problem]:
     """All business-rule problems of a structurally valid certificate."""
-    agreement = AGREEMENTS.get(cert.header.agreement)
+    return check_parts(parts_of(cert))
+
+
+def check_parts(parts: Parts) -> list[Problem]:
+    """The business-rule problems of what parsed of a certificate: every rule whose
+    fields are there. Without an agreement that parsed, no rule applies."""
+    if parts.agreement is None:
+        return []
+    agreement = AGREEMENTS.get(parts.agreement)
     if agreement is None:
         return [
             Problem(
                 "header.agreement",
                 "agreement_unknown",
-                f"unknown agreement {cert.header.agreement!r}; known: "
-                + ", ".join(sorted(AGREEMENTS)),
+                f"unknown agreement {parts.agreement!r}; known: " + ", ".join(sorted(AGREEMENTS)),
             )
         ]
-    return [problem for rule in RULES for problem in rule(cert, agreement)]
+    return [problem for rule in RULES for problem in rule(parts, agreement)]

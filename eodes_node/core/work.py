@@ -12,6 +12,7 @@ from typing import Any
 
 from eodes_node.core.decide import CertFacts, OutboundFacts, PriorInbound, Transition
 from eodes_node.core.messages import Kind
+from eodes_node.core.verification import VerificationFacts, VerificationMove
 
 
 @dataclass(slots=True)
@@ -109,6 +110,7 @@ class UnitOfWork:
     # Bindings whose unpublished publications must go out again with this batch: their
     # delivery came back after a crash between our commit and its broker transaction.
     reissue: list[str] = field(default_factory=list)
+    verifications: list[VerificationMove] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -117,6 +119,7 @@ class UnitOfWork:
             or self.outbound_updates
             or self.transitions
             or self.publications
+            or self.verifications
         )
 
 
@@ -129,9 +132,16 @@ class FactsQuery:
     certificates: tuple[tuple[str, str], ...] = ()  # (role, number)
     outbound_ids: tuple[str, ...] = ()  # messages we sent, and their certificates
     local_keys: tuple[str, ...] = ()
+    verification_ids: tuple[str, ...] = ()  # verification requests, by their message id
 
     def __bool__(self) -> bool:
-        return bool(self.message_ids or self.certificates or self.outbound_ids or self.local_keys)
+        return bool(
+            self.message_ids
+            or self.certificates
+            or self.outbound_ids
+            or self.local_keys
+            or self.verification_ids
+        )
 
 
 @dataclass(slots=True)
@@ -140,6 +150,7 @@ class Facts:
     certificates: dict[tuple[str, str], CertFacts] = field(default_factory=dict)
     outbound: dict[str, OutboundFacts] = field(default_factory=dict)
     local_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+    verifications: dict[str, VerificationFacts] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

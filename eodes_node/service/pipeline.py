@@ -161,6 +161,7 @@ class NodeService:
             transitions=decided.transitions,
             publications=render(decided.effects, self.topology, self.id.partner, self.clock.now()),
             reissue=decided.reissue,
+            verifications=decided.verifications,
         )
         started = time.perf_counter()
         ids = await self.store.commit(unit) if unit else []

@@ -1,4 +1,5 @@
-"""Resending what has no receipt yet, and giving up when the retry budget is spent."""
+"""Resending what has no receipt yet, giving up when the retry budget is spent, and
+noticing verification requests whose reply due date passed unanswered."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 
 from eodes_node.core.plan import Plan, RetryPolicy, failures
+from eodes_node.core.plan.verification import overdue_query, plan_overdue
 from eodes_node.core.work import Due, OutboundUpdate, Publication, UnitOfWork
 from eodes_node.ports import Clock, Schedule, Store, Transport
 from eodes_node.service.metrics import NodeMetrics
@@ -49,6 +51,10 @@ class Resender:
             due = await self.schedule.due(now, limit)
             exhausted = [d for d in due if d.attempts >= self.policy.max_attempts]
             published = await self._fail(exhausted) if exhausted else []
+            late = await self.schedule.overdue(now, limit)
+            if late:
+                facts = await self.store.facts(overdue_query(late))
+                published += await self.commit_plan(plan_overdue(late, facts))
             resend = [d for d in due if d.attempts < self.policy.max_attempts]
             if resend:
                 # The attempt is counted before it is made: when this commit fails nothing
@@ -60,7 +66,7 @@ class Resender:
             await self.publisher.publish(published)
         self.metrics.resent(len(resend))
         await asyncio.gather(*(self._attempt(d) for d in resend))
-        if len(due) == limit:
+        if len(due) == limit or len(late) == limit:
             return now
         return await self.schedule.next_due_at()
 
@@ -74,9 +80,19 @@ class Resender:
             await self.transport.publish_partner(
                 due.token, message_id=due.message_id, kind=due.kind.value
             )
-            log.info("resent", message_id=due.message_id, attempt=due.attempts + 1)
+            log.info(
+                "resent",
+                message_id=due.message_id,
+                certificate_number=due.certificate_number,
+                attempt=due.attempts + 1,
+            )
         except Exception as exc:  # noqa: BLE001 - the attempt counts either way
-            log.warning("resend_failed", message_id=due.message_id, error=str(exc))
+            log.warning(
+                "resend_failed",
+                message_id=due.message_id,
+                certificate_number=due.certificate_number,
+                error=str(exc),
+            )
 
     def _next_attempts(self, resent: Sequence[Due], now: float) -> list[OutboundUpdate]:
         return [

@@ -14,7 +14,8 @@ from itertools import islice
 from eodes_node.core.decide import CertFacts, OutboundFacts, PriorInbound, Transition
 from eodes_node.core.messages import ReceiptEntry
 from eodes_node.core.state import Role, State
-from eodes_node.errors import StoreUnavailable
+from eodes_node.core.verification import VerificationFacts, VerificationMove
+from eodes_node.errors import StoreConflict, StoreUnavailable
 from eodes_node.ports import (
     CertificateReport,
     Clock,
@@ -58,6 +59,8 @@ class InMemoryStore(MemoryReports):
         self._outbound: dict[str, StoredOutbound] = {}
         self._local_keys: dict[str, str] = {}
         self._certificates: dict[tuple[str, str], CertFacts] = {}
+        # Verification requests by request id, with their due time and answer.
+        self.verifications: dict[str, tuple[VerificationFacts, float, str | None]] = {}
         self.history: list[HistoryRecord] = []
         self._last_chain = GENESIS
         self._next_history_id = 1
@@ -136,6 +139,9 @@ class InMemoryStore(MemoryReports):
             if local_key in self._local_keys:
                 row = self._outbound[self._local_keys[local_key]]
                 facts.local_keys[local_key] = (row.message_id, row.record_digest or "")
+        for request_id in set(query.verification_ids):
+            if request_id in self.verifications:
+                facts.verifications[request_id] = self.verifications[request_id][0]
         return facts
 
     def _prior(self, row: InboundRow) -> PriorInbound:
@@ -151,6 +157,7 @@ class InMemoryStore(MemoryReports):
             raise StoreUnavailable("injected: the store did not answer")
         refuse_duplicate_rows(unit, self._inbound, self._outbound, self._local_keys)
         final = planned_states(unit.transitions, self._certificates)
+        self._check_verifications(unit.verifications)
         now = self._clock.now().timestamp()
         for row in unit.inbound:
             self._inbound[(row.sender, row.message_id)] = (row, now)
@@ -158,6 +165,11 @@ class InMemoryStore(MemoryReports):
             self._insert_outbound(out, now)
         self._apply_updates(unit, now)
         self._apply_transitions(unit.transitions, final, now)
+        for move in unit.verifications:
+            answer = move.message_id if move.result is not None else None
+            earlier = self.verifications.get(move.request_id)
+            kept = earlier[2] if earlier is not None else None
+            self.verifications[move.request_id] = (move.facts(), move.due_at, answer or kept)
         # Marks from earlier batches ride along, as in the SQL store.
         self._published |= self._published_pending
         self._published_pending.clear()
@@ -186,6 +198,21 @@ class InMemoryStore(MemoryReports):
             self._last_chain = chain_hash(self._last_chain, t, now)
             self.history.append(HistoryRecord.of(self._next_history_id, t, now, self._last_chain))
             self._next_history_id += 1
+
+    def _check_verifications(self, moves: Sequence[VerificationMove]) -> None:
+        """As the SQL store: a request's first move in a unit must start where it is."""
+        seen: set[str] = set()
+        for move in moves:
+            if move.request_id in seen:
+                continue
+            seen.add(move.request_id)
+            held = self.verifications.get(move.request_id)
+            state = None if held is None else held[0].state
+            if move.before != state:
+                raise StoreConflict(
+                    f"verification request {move.request_id} is no longer "
+                    f"{move.before.value if move.before else 'new'}"
+                )
 
     def _insert_outbound(self, row: OutboundRow, now: float) -> None:
         self._outbound[row.message_id] = StoredOutbound.of(row, now)
@@ -277,7 +304,20 @@ class InMemoryStore(MemoryReports):
 
     async def next_due_at(self) -> float | None:
         times = [r.next_attempt_at for r in self._waiting() if r.next_attempt_at is not None]
+        times += [due_at for _, due_at in self._asked_by_us()]
         return min(times, default=None)
+
+    async def overdue(self, now: float, limit: int) -> list[VerificationFacts]:
+        late = sorted((due_at, v.request_id, v) for v, due_at in self._asked_by_us())
+        return [v for due_at, _, v in late if due_at <= now][:limit]
+
+    def _asked_by_us(self) -> list[tuple[VerificationFacts, float]]:
+        """Requests we sent that wait for their answer, with when each is due."""
+        return [
+            (v, due_at)
+            for v, due_at, _ in self.verifications.values()
+            if v.role is Role.IMPORTER and v.state.value == "pending"
+        ]
 
     def _waiting(self) -> list[StoredOutbound]:
         return [r for r in self._outbound.values() if r.status == "pending"]

@@ -31,6 +31,7 @@ from eodes_node.config import (
 )
 from eodes_node.core.jws import KeySet, PrivateKey
 from eodes_node.keyfiles import write_private_key
+from eodes_node.ports import Clock
 from eodes_node.runtime import Node
 from eodes_node.topology import Topology
 
@@ -149,6 +150,7 @@ class Side:
             ),
         )
         self.node: Node | None = None
+        self.clock: Clock | None = None  # set before start: the node's clock (default: real)
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self.connection: AbstractRobustConnection | None = None
@@ -196,7 +198,7 @@ class Side:
 
     async def start(self) -> Node:
         self._stop = asyncio.Event()
-        self.node = build_node(self.config)
+        self.node = build_node(self.config, clock=self.clock)
         self._task = asyncio.create_task(self.node.run(self._stop))
         ready = asyncio.ensure_future(self.node.ready.wait())
         done, _ = await asyncio.wait(

@@ -18,15 +18,10 @@ from eodes_node.core.messages import (
     Receipt,
     ReceiptEntry,
     ReceiptStatus,
-    VerificationRequest,
-    VerificationRequestBody,
-    VerificationResponse,
-    VerificationResponseBody,
-    VerificationResult,
     new_message_id,
 )
 from eodes_node.core.records import as_json_dict
-from eodes_node.core.work import POSSIBLE_DUPLICATE
+from eodes_node.core.work import POSSIBLE_DUPLICATE, Delivery
 from eodes_node.errors import RejectionCode, StoreConflict, StoreUnavailable
 from eodes_node.samples import SampleFactory
 from eodes_node.service import NodeService
@@ -444,44 +439,34 @@ async def test_verification_request_goes_to_issuing_and_response_to_clearance(
     (record,) = records(1, seed=20)
     await pair.kr.submit([record])
     await pair.exchange()
-    request = VerificationRequest(
-        message_id=new_message_id(),
-        sender="CN",
-        receiver="KR",
-        issued_at=pair.clock.now(),
-        request=VerificationRequestBody.model_validate(
-            {
-                "certificate_number": number(record),
-                "request_reference": "VR-1",
-                "questions": "Please confirm the origin of item 1.",
-                "reply_due": date(2026, 6, 1),
-            }
-        ),
+    ask = {
+        "certificate_number": number(record),
+        "request_reference": "VR-1",
+        "questions": "Please confirm the origin of item 1.",
+        "reply_due": date(2026, 6, 1).isoformat(),
+    }
+    bound = await pair.cn.svc.handle_feedback(
+        [Delivery(orjson.dumps(ask), None, "verification-request", {}, False)]
     )
-    await pair.kr.receive(
-        [PartnerPublish(seal(request, pair.cn.key), request.message_id, "verification-request")]
-    )
+    assert bound == []
+    await pair.cn.svc.finish_background(5.0)
+    await pair.exchange()
     (asked,) = pair.kr.local(pair.kr.topology.issuing)
     assert asked.kind == "verification-request"
-    response = VerificationResponse(
-        message_id=new_message_id(),
-        sender="KR",
-        receiver="CN",
-        issued_at=pair.clock.now(),
-        correlation_id=request.message_id,
-        response=VerificationResponseBody.model_validate(
-            {
-                "certificate_number": number(record),
-                "request_reference": "VR-1",
-                "result": VerificationResult.CONFIRMED,
-                "findings": "Origin confirmed by a visit to the producer.",
-            }
-        ),
-    )
-    await pair.cn.receive(
-        [PartnerPublish(seal(response, pair.kr.key), response.message_id, "verification-response")]
-    )
-    assert pair.cn.local(pair.cn.topology.clearance)[-1].kind == "verification-response"
+    request_id = orjson.loads(asked.body)["message_id"]
+    answer = {
+        "correlation_id": request_id,
+        "certificate_number": number(record),
+        "request_reference": "VR-1",
+        "result": "confirmed",
+        "findings": "Origin confirmed by a visit to the producer.",
+    }
+    await pair.kr.submit([answer], kind="verification-response")
+    await pair.exchange()
+    (answered,) = [
+        p for p in pair.cn.local(pair.cn.topology.clearance) if p.kind == "verification-response"
+    ]
+    assert orjson.loads(answered.body)["correlation_id"] == request_id
 
 
 async def test_a_stale_decision_raises_store_conflict_and_changes_nothing(

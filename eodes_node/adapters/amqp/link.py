@@ -3,6 +3,8 @@
 aio-pika and aiormq exceptions stop here: ``broker_errors`` turns them into
 ``BrokerUnavailable``, so nothing above the adapter ever sees a broker library type.
 Only failures of the link are translated; anything else is a bug and passes unchanged.
+A broker that answers but refuses our login or virtual host is ``BrokerRefused``: a
+configuration error, which no retry cures.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from yarl import URL
 
-from eodes_node.errors import BrokerUnavailable
+from eodes_node.errors import BrokerRefused, BrokerUnavailable
 
 log = structlog.get_logger("eodes_node.adapters.amqp")
 
@@ -62,6 +65,34 @@ def broker_errors(what: str) -> Iterator[None]:
         if not cancelled_by_the_link():
             raise
         raise BrokerUnavailable(f"{what}: the connection was closed under the call") from None
+
+
+def refusal(url: str, exc: BaseException) -> BrokerRefused | None:
+    """The broker's refusal of our login or virtual host, in one line an operator acts
+    on (the URL without its password); None for a failure of any other kind."""
+    where = URL(url)
+    user = where.user or "guest"
+    vhost = where.path[1:].replace("%2F", "/") if len(where.path) > 1 else "/"
+    broker = f"the broker at {where.with_password(None)}"
+    if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError):
+        return BrokerRefused(
+            f"{broker} refused the login of user {user!r} (ACCESS_REFUSED): "
+            "wrong user name or password"
+        )
+    # RabbitMQ answers an Open of a virtual host the user may not use with a
+    # Connection.Close (NOT_ALLOWED) that aiormq reports as an unexpected frame.
+    text = str(exc)
+    not_allowed = isinstance(exc, aiormq.exceptions.ConnectionNotAllowed) or (
+        isinstance(exc, aiormq.exceptions.InvalidFrameError)
+        and "Connection.OpenOk" in text
+        and "Connection.Close" in text
+    )
+    if not_allowed:
+        return BrokerRefused(
+            f"{broker} refused virtual host {vhost!r}: it does not exist, is not running, "
+            f"or user {user!r} has no access to it (rabbitmqctl add_vhost / set_permissions)"
+        )
+    return None
 
 
 def is_up(connection: AbstractRobustConnection) -> bool:
@@ -130,15 +161,21 @@ class BrokerLink:
         async with self._lock:
             if self.connection is None or self.connection.is_closed:
                 with broker_errors(f"{self.name}: cannot connect"):
-                    self.connection = await asyncio.wait_for(
-                        aio_pika.connect_robust(
-                            self.url,
-                            reconnect_interval=self.reconnect_s,
-                            client_properties={"connection_name": self.name},
-                            timeout=self.timeout_s,
-                        ),
-                        self.timeout_s,
-                    )
+                    try:
+                        self.connection = await asyncio.wait_for(
+                            aio_pika.connect_robust(
+                                self.url,
+                                reconnect_interval=self.reconnect_s,
+                                client_properties={"connection_name": self.name},
+                                timeout=self.timeout_s,
+                            ),
+                            self.timeout_s,
+                        )
+                    except aiormq.exceptions.AMQPError as exc:
+                        refused = refusal(self.url, exc)
+                        if refused is not None:
+                            raise refused from None
+                        raise
                 self._closing, self._up = False, True
                 self.connection.close_callbacks.add(self._on_lost)
                 self.connection.reconnect_callbacks.add(self._on_reconnected)

@@ -11,9 +11,10 @@ from collections.abc import Collection, Sequence
 
 import orjson
 
-from eodes_node.adapters.sql.facts import certificate_states
+from eodes_node.adapters.sql.facts import certificate_states, verification_requests
 from eodes_node.adapters.sql.statements import Sql
 from eodes_node.core.decide import Transition
+from eodes_node.core.verification import VerificationMove
 from eodes_node.errors import StoreConflict
 from eodes_node.ports import InboundRow, OutboundRow, OutboundUpdate, Publication
 
@@ -171,6 +172,56 @@ def _check_current(sql: Sql, expected: dict[Key, str]) -> None:
         if current.get(key) != state:
             # Decided on a state that changed meanwhile: retry with fresh facts.
             raise StoreConflict(f"certificate {key[1]} is no longer {state}")
+
+
+def apply_verifications(sql: Sql, moves: Sequence[VerificationMove], now: float) -> None:
+    """Insert new verification requests, move known ones; refuse a move from a state the
+    database no longer holds (an answer and the overdue scan crossing)."""
+    sql.run_many(
+        "INSERT INTO verification_requests (request_id, role, certificate_number, "
+        "request_reference, reply_due, due_at, state, updated_at) VALUES (:request_id, "
+        ":role, :number, :reference, :reply_due, :due_at, :state, :now)",
+        [
+            {
+                "request_id": m.request_id,
+                "role": m.role.value,
+                "number": m.number,
+                "reference": m.reference,
+                "reply_due": m.reply_due.isoformat(),
+                "due_at": m.due_at,
+                "state": m.after.value,
+                "now": now,
+            }
+            for m in moves
+            if m.before is None
+        ],
+    )
+    created = {m.request_id for m in moves if m.before is None}
+    expected: dict[str, str] = {}
+    for m in moves:
+        if m.before is not None and m.request_id not in created:
+            expected.setdefault(m.request_id, m.before.value)
+    if expected:
+        current = {v.request_id: v.state.value for v in verification_requests(sql, expected)}
+        for request_id, state in expected.items():
+            if current.get(request_id) != state:
+                raise StoreConflict(f"verification request {request_id} is no longer {state}")
+    sql.run_many(
+        "UPDATE verification_requests SET state = :state, "
+        "response_id = COALESCE(:response_id, response_id), "
+        "result = COALESCE(:result, result), updated_at = :now WHERE request_id = :request_id",
+        [
+            {
+                "request_id": m.request_id,
+                "state": m.after.value,
+                "response_id": m.message_id if m.result is not None else None,
+                "result": m.result,
+                "now": now,
+            }
+            for m in moves
+            if m.before is not None
+        ],
+    )
 
 
 def write_marks(sql: Sql, ids: Collection[int]) -> None:

@@ -6,12 +6,15 @@ index probes whatever the tables' size.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import Any
 
 from eodes_node.adapters.sql.statements import Sql
 from eodes_node.core.decide import CertFacts, OutboundFacts, PriorInbound
 from eodes_node.core.messages import Kind, ReceiptEntry
-from eodes_node.core.state import Role, State
+from eodes_node.core.state import Role, State, VerificationState
+from eodes_node.core.verification import VerificationFacts
 from eodes_node.ports import Facts, FactsQuery
 
 
@@ -35,7 +38,35 @@ def read_facts(sql: Sql, query: FactsQuery) -> Facts:
         }
     if query.local_keys:
         facts.local_keys = _local_keys(sql, query.local_keys)
+    if query.verification_ids:
+        facts.verifications = {
+            v.request_id: v for v in verification_requests(sql, query.verification_ids)
+        }
     return facts
+
+
+def verification_fact(row: Sequence[Any]) -> VerificationFacts:
+    """(request_id, role, certificate_number, request_reference, reply_due, state)"""
+    request_id, role, number, reference, reply_due, state = row
+    return VerificationFacts(
+        request_id,
+        Role(role),
+        number,
+        reference,
+        date.fromisoformat(reply_due),
+        VerificationState(state),
+    )
+
+
+def verification_requests(sql: Sql, request_ids: Iterable[str]) -> list[VerificationFacts]:
+    """Verification requests by the message id that carried them."""
+    rows = sql.rows_in(
+        "SELECT request_id, role, certificate_number, request_reference, reply_due, state "
+        "FROM verification_requests WHERE",
+        "request_id",
+        sorted(set(request_ids)),
+    )
+    return [verification_fact(r) for r in rows]
 
 
 def _priors(sql: Sql, sender: str, message_ids: Iterable[str]) -> dict[str, PriorInbound]:

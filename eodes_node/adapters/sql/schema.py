@@ -113,12 +113,30 @@ outbox = Table(
     Index("ix_outbox_pending", "published", "id"),
     Index("ix_outbox_bound", "bound_to"),
 )
+# One row per verification request, on the side that asked (role importer) and the side
+# asked (role exporter); the side that asked scans (state, due_at) for overdue requests.
+verifications = Table(
+    "verification_requests",
+    metadata,
+    Column("request_id", String(36), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("certificate_number", String(40), nullable=False),
+    Column("request_reference", String(128), nullable=False),
+    Column("reply_due", String(10), nullable=False),  # ISO date, as the request says
+    Column("due_at", Float, nullable=False),  # the end of the due day, UTC
+    Column("state", String(16), nullable=False),
+    Column("response_id", String(36)),
+    Column("result", String(16)),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_verification_due", "role", "state", "due_at"),
+)
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
 
 # One migration history for every backend: index = version reached after it runs.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     lambda conn: metadata.create_all(conn),
     report_index.migrate,  # the read side's index (operators' API and console)
+    lambda conn: verifications.create(conn, checkfirst=True),
 )
 
 

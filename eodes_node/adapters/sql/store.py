@@ -21,12 +21,13 @@ from eodes_node.adapters.sql.claims import Claims
 from eodes_node.adapters.sql.commit import (
     apply_transitions,
     apply_updates,
+    apply_verifications,
     write_inbound,
     write_marks,
     write_outbound,
     write_publications,
 )
-from eodes_node.adapters.sql.facts import read_facts
+from eodes_node.adapters.sql.facts import read_facts, verification_fact
 from eodes_node.adapters.sql.files import (
     StoreLock,
     create_private,
@@ -40,9 +41,11 @@ from eodes_node.adapters.sql.schema import (
     migrate,
     outbound,
     outbox,
+    verifications,
 )
 from eodes_node.adapters.sql.statements import Sql, StoreThread, map_errors
 from eodes_node.core.messages import Kind
+from eodes_node.core.verification import VerificationFacts
 from eodes_node.ports import (
     CertificateReport,
     Clock,
@@ -122,6 +125,7 @@ class SqlStore:
             write_outbound(sql, unit.outbound, now)
             apply_updates(sql, unit.outbound_updates, now)
             apply_transitions(sql, unit.transitions, now)
+            apply_verifications(sql, unit.verifications, now)
             audit.write_history(sql, unit.transitions, now)
             # Marks from earlier batches ride along: one fsync instead of two per batch.
             write_marks(sql, marks)
@@ -242,11 +246,39 @@ class SqlStore:
         return await self._thread.run(work)
 
     async def next_due_at(self) -> float | None:
+        """The next resend, or the next reply due date of a request we sent."""
+
         def work(conn: Connection) -> float | None:
-            value = conn.execute(
+            resend = conn.execute(
                 select(func.min(outbound.c.next_attempt_at)).where(outbound.c.status == "pending")
             ).scalar()
-            return None if value is None else float(value)
+            reply = conn.execute(
+                select(func.min(verifications.c.due_at)).where(_ASKED_BY_US)
+            ).scalar()
+            times = [float(v) for v in (resend, reply) if v is not None]
+            return min(times, default=None)
+
+        return await self._thread.run(work)
+
+    async def overdue(self, now: float, limit: int) -> list[VerificationFacts]:
+        """Requests we sent, still unanswered after the end of their reply due day."""
+
+        def work(conn: Connection) -> list[VerificationFacts]:
+            v = verifications.c
+            rows = conn.execute(
+                select(
+                    v.request_id,
+                    v.role,
+                    v.certificate_number,
+                    v.request_reference,
+                    v.reply_due,
+                    v.state,
+                )
+                .where(and_(_ASKED_BY_US, v.due_at <= now))
+                .order_by(v.due_at)
+                .limit(limit)
+            )
+            return [verification_fact(r) for r in rows]
 
         return await self._thread.run(work)
 
@@ -256,6 +288,10 @@ class SqlStore:
     async def verify_audit_chain(self) -> int:
         """Recompute the history hash chain; returns the rows checked or raises."""
         return await self._thread.run(audit.verify_chain)
+
+
+# Requests we sent, still waiting for their answer: the overdue scan's rows.
+_ASKED_BY_US = and_(verifications.c.role == "importer", verifications.c.state == "pending")
 
 
 def _queued(row: Any) -> QueuedPublication:

@@ -19,6 +19,7 @@ from typing import Any
 from eodes_node.core.canonical import canonical_json
 from eodes_node.core.decide import Local, Transition
 from eodes_node.core.jws import KeySet, PrivateKey
+from eodes_node.core.verification import VerificationMove
 from eodes_node.core.work import Delivery, InboundRow, OutboundRow, OutboundUpdate
 from eodes_node.errors import Problem
 
@@ -124,6 +125,7 @@ class Plan:
     effects: list[Effect] = field(default_factory=list)
     reissue: list[str] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    verifications: list[VerificationMove] = field(default_factory=list)
 
     def note(
         self,

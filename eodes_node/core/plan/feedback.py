@@ -1,5 +1,6 @@
-"""Planning a batch of decisions from the clearance system on certificates received
-from the partner: each becomes a signed feedback message for the partner."""
+"""Planning a batch from the clearance system about certificates received from the
+partner: each decision becomes a signed feedback message for the partner, each
+verification request (AMQP type ``verification-request``) a signed request."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ from eodes_node.core.decide_local import decide_local_feedback
 from eodes_node.core.messages import Feedback, FeedbackBody, Kind, issued_now, new_message_id
 from eodes_node.core.plan.common import Door, Identity, Plan, RetryPolicy, record_digest
 from eodes_node.core.plan.local import parse_body, record_json, refuse, send
+from eodes_node.core.plan.verification import (
+    REQUEST,
+    Batch,
+    ReadyRequest,
+    merged,
+    parse_request,
+    plan_request,
+    request_query,
+)
 from eodes_node.core.records import parse_model
 from eodes_node.core.state import Role
 from eodes_node.core.work import Delivery, Facts, FactsQuery
@@ -18,6 +28,7 @@ from eodes_node.errors import InvalidRecord, Problem
 
 _IMPORTER = Role.IMPORTER.value
 _KIND = Kind.FEEDBACK.value
+_DOOR_KINDS = (_KIND, REQUEST.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +50,27 @@ class Ready:
 class Prepared:
     refused: list[tuple[Delivery, tuple[Problem, ...]]] = field(default_factory=list)
     ready: list[Ready] = field(default_factory=list)
+    requests: list[ReadyRequest] = field(default_factory=list)
+
+
+def _kind_name(delivery: Delivery) -> str:
+    """Feedback unless the AMQP type says otherwise (no type: feedback, as ever)."""
+    return delivery.kind or _KIND
 
 
 def prepare(batch: list[Delivery], max_bytes: int) -> Prepared:
     prepared = Prepared()
     for delivery in batch:
         try:
+            kind = _kind_name(delivery)
+            if kind == REQUEST.value:
+                prepared.requests.append(parse_request(delivery, max_bytes))
+                continue
+            if kind != _KIND:
+                allowed = ", ".join(_DOOR_KINDS)
+                raise InvalidRecord(
+                    [Problem("", "unknown_type", f"AMQP type {kind!r} is not one of {allowed}")]
+                )
             body = parse_body(delivery, max_bytes)
             feedback = parse_model(FeedbackBody, record_json(body, delivery.body))
         except InvalidRecord as exc:
@@ -55,10 +81,11 @@ def prepare(batch: list[Delivery], max_bytes: int) -> Prepared:
 
 
 def query(prepared: Prepared) -> FactsQuery:
-    return FactsQuery(
+    decisions = FactsQuery(
         local_keys=tuple(r.local_key for r in prepared.ready),
         certificates=tuple((_IMPORTER, n) for n in sorted({r.number for r in prepared.ready})),
     )
+    return merged(decisions, request_query(prepared.requests))
 
 
 def plan(
@@ -66,14 +93,19 @@ def plan(
 ) -> Plan:
     result = Plan()
     for delivery, problems in prepared.refused:
-        refuse(result, Door.FEEDBACK, delivery, _KIND, problems)
-    known = dict(facts.local_keys)
-    certs = dict(facts.certificates)
+        refuse(result, Door.FEEDBACK, delivery, _kind_name(delivery), problems)
+    batch = Batch.of(facts)
     for ready in prepared.ready:
         try:
-            _decide(result, ready, known, certs, identity, now, retry)
+            _decide(result, ready, batch.known, batch.certs, identity, now, retry)
         except InvalidRecord as exc:
             refuse(result, Door.FEEDBACK, ready.delivery, _KIND, exc.problems, ready.number)
+    for asked in prepared.requests:
+        try:
+            plan_request(result, asked, batch, identity, now, retry)
+        except InvalidRecord as exc:
+            kind = REQUEST.value
+            refuse(result, Door.FEEDBACK, asked.delivery, kind, exc.problems, asked.number)
     return result
 
 

@@ -28,6 +28,8 @@ from eodes_node.core.messages import (
     MessageBase,
     Receipt,
     ReceiptEntry,
+    VerificationRequest,
+    VerificationResponse,
     certificate_number_of,
     issued_now,
     new_message_id,
@@ -46,6 +48,7 @@ from eodes_node.core.plan.common import (
 )
 from eodes_node.core.plan.receipts import settle
 from eodes_node.core.state import Role
+from eodes_node.core.verification import VerificationFacts, folded
 from eodes_node.core.work import (
     Delivery,
     Facts,
@@ -97,7 +100,7 @@ def cert_key(message: MessageBase) -> tuple[str, str] | None:
     number = certificate_number_of(message)
     if number is None:
         return None
-    role = Role.EXPORTER if isinstance(message, Feedback) else Role.IMPORTER
+    role = Role.EXPORTER if isinstance(message, Feedback | VerificationRequest) else Role.IMPORTER
     return (role.value, number)
 
 
@@ -121,6 +124,11 @@ def query(opening: Opening, identity: Identity) -> FactsQuery:
         message_ids=tuple(o.message.message_id for _, o in (*opening.others, *opening.receipts)),
         certificates=tuple(sorted(keys)),
         outbound_ids=tuple(entries),
+        verification_ids=tuple(
+            o.message.correlation_id
+            for _, o in opening.others
+            if isinstance(o.message, VerificationResponse)
+        ),
     )
 
 
@@ -156,6 +164,7 @@ class _InboundPlanner:
         self.priors: dict[str, PriorInbound] = dict(facts.priors)
         self.certs: dict[tuple[str, str], CertFacts] = dict(facts.certificates)
         self.sent: dict[str, OutboundFacts] = dict(facts.outbound)
+        self.asked: dict[str, VerificationFacts] = dict(facts.verifications)
         self.resend: dict[str, bytes] = {}  # earlier receipts that answer duplicates
 
     def refuse_unverified(self, delivery: Delivery, exc: PeerError) -> None:
@@ -213,6 +222,7 @@ class _InboundPlanner:
                 prior=prior,
                 certificate=self.certs.get(key) if key else None,
                 referenced=self.certs.get(replaced) if replaced else None,
+                verification=self.asked.get(m.correlation_id or ""),
             )
         except InvalidMessage as exc:
             self._reject(delivery, opened, prior, exc)
@@ -276,6 +286,8 @@ class _InboundPlanner:
         self.plan.inbound.append(self._row(opened, "accepted", decision.entry))
         self.plan.transitions.extend(decision.transitions)
         applied(self.certs, list(decision.transitions))
+        self.plan.verifications.extend(decision.verifications)
+        folded(self.asked, list(decision.verifications))
         if decision.deliver_to is not None:
             headers = {"x-eodes-sender": self.id.partner, "x-eodes-digest": opened.digest}
             if number:

@@ -13,6 +13,7 @@ from eodes_node.core.decide import Transition
 from eodes_node.core.envelope import seal
 from eodes_node.core.jws import digest, sign_compact
 from eodes_node.core.messages import Kind, MessageBase
+from eodes_node.core.parts import named_certificate_number
 from eodes_node.core.plan.common import (
     DeadLetter,
     Door,
@@ -58,6 +59,8 @@ def refuse(
     number: str | None = None,
 ) -> None:
     """Dead-letter a local record with its reasons and tell the local systems why."""
+    if number is None and not any(p.rule == "too_large" for p in problems):
+        number = named_certificate_number(delivery.body)  # the log line names its record
     text = "; ".join(str(p) for p in problems)
     plan.note(
         "warning", "local_record_rejected", delivery.message_id, number, kind=kind, problems=text

@@ -41,13 +41,16 @@ def settle(
         sent[outcome.message_id] = OutboundFacts(
             mine.message_id, mine.kind, mine.certificate_number, outcome.status
         )
+        rejected = outcome.status == "rejected"
         plan.note(
-            "info",
+            # The partner refused what we sent: the operator must find out why.
+            "warning" if rejected else "info",
             "receipt_received",
             outcome.message_id,
             mine.certificate_number,
             status=outcome.status,
             code=outcome.code,
+            **({"reason": outcome.text} if rejected else {}),
             was=mine.status,
         )
         plan.outbound_updates.append(

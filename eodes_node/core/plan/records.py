@@ -1,4 +1,5 @@
-"""Planning a batch of records from the issuing system: e-CO, replacement, cancellation.
+"""Planning a batch of records from the issuing system: e-CO, replacement, cancellation,
+and answers to the partner's verification requests (``core.plan.verification``).
 
 ``prepare`` parses and composes (pure CPU), ``query`` names the facts the batch needs,
 ``plan`` decides each record against those facts; later records of a batch see the
@@ -23,13 +24,23 @@ from eodes_node.core.messages import (
 )
 from eodes_node.core.plan.common import Door, Identity, Plan, RetryPolicy, record_digest
 from eodes_node.core.plan.local import parse_body, refuse, send
+from eodes_node.core.plan.verification import (
+    RESPONSE,
+    Batch,
+    ReadyResponse,
+    merged,
+    parse_response,
+    plan_response,
+    response_query,
+)
 from eodes_node.core.records import compose
 from eodes_node.core.state import Role
 from eodes_node.core.work import Delivery, Facts, FactsQuery
 from eodes_node.errors import InvalidRecord, Problem
 
 RECORD_KINDS = (Kind.COO, Kind.COO_REPLACEMENT, Kind.COO_CANCELLATION)
-_RECORD_KIND_NAMES = frozenset(k.value for k in RECORD_KINDS)
+_DOOR_KINDS = (*RECORD_KINDS, RESPONSE)
+_RECORD_KIND_NAMES = frozenset(k.value for k in _DOOR_KINDS)
 _EXPORTER = Role.EXPORTER.value
 
 
@@ -51,12 +62,13 @@ class Ready:
 class Prepared:
     refused: list[tuple[Delivery, str, tuple[Problem, ...]]] = field(default_factory=list)
     ready: list[Ready] = field(default_factory=list)
+    responses: list[ReadyResponse] = field(default_factory=list)
 
 
 def _kind_of(delivery: Delivery) -> Kind:
     name = delivery.kind or Kind.COO.value
     if name not in _RECORD_KIND_NAMES:
-        allowed = ", ".join(k.value for k in RECORD_KINDS)
+        allowed = ", ".join(k.value for k in _DOOR_KINDS)
         raise InvalidRecord(
             [Problem("", "unknown_type", f"AMQP type {name!r} is not one of {allowed}")]
         )
@@ -69,6 +81,9 @@ def prepare(batch: list[Delivery], identity: Identity, now: datetime, max_bytes:
     for delivery in batch:
         try:
             kind = _kind_of(delivery)
+            if kind is RESPONSE:
+                prepared.responses.append(parse_response(delivery, max_bytes))
+                continue
             body = parse_body(delivery, max_bytes)
             composed = compose(
                 kind, body, sender=identity.own, receiver=identity.partner, issued_at=issued_at
@@ -94,10 +109,11 @@ def _replaced_number(message: MessageBase) -> str | None:
 def query(prepared: Prepared) -> FactsQuery:
     numbers = {r.number for r in prepared.ready}
     numbers |= {n for r in prepared.ready if (n := _replaced_number(r.message)) is not None}
-    return FactsQuery(
+    certificates = FactsQuery(
         local_keys=tuple(r.local_key for r in prepared.ready),
         certificates=tuple((_EXPORTER, n) for n in sorted(numbers)),
     )
+    return merged(certificates, response_query(prepared.responses))
 
 
 def plan(
@@ -106,15 +122,20 @@ def plan(
     result = Plan()
     for delivery, kind_name, problems in prepared.refused:
         refuse(result, Door.RECORDS, delivery, kind_name, problems)
-    known = dict(facts.local_keys)
-    certs = dict(facts.certificates)
+    batch = Batch.of(facts)
     for ready in prepared.ready:
         try:
-            _decide(result, ready, known, certs, identity, now, retry)
+            _decide(result, ready, batch.known, batch.certs, identity, now, retry)
         except InvalidRecord as exc:
             refuse(
                 result, Door.RECORDS, ready.delivery, ready.kind.value, exc.problems, ready.number
             )
+    for answer in prepared.responses:
+        try:
+            plan_response(result, answer, batch, identity, now, retry)
+        except InvalidRecord as exc:
+            kind = RESPONSE.value
+            refuse(result, Door.RECORDS, answer.delivery, kind, exc.problems, answer.number)
     return result
 
 
