@@ -286,3 +286,7 @@ from eodes_node.cli_operator import OPERATOR_COMMANDS  # noqa: E402
 
 for _command in OPERATOR_COMMANDS:
     main.add_command(_command)
+
+from eodes_node.cli_provision import broker_setup  # noqa: E402
+
+main.add_command(broker_setup)
