@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import stat
+import functools
 
 from eodes_node.adapters.amqp import AmqpBroker
 from eodes_node.adapters.clock import SystemClock
 from eodes_node.adapters.sql import SqlStore, StoreSettings
 from eodes_node.config import NodeConfig
-from eodes_node.core.jws import KeySet, PrivateKey
-from eodes_node.errors import ConfigError
+from eodes_node.keyfiles import KeyMaterial, load_key_material
 from eodes_node.ports import Broker, Clock, NodeStore
 from eodes_node.runtime import Node
 from eodes_node.service import NodeIdentity, NodeService
@@ -17,33 +16,22 @@ from eodes_node.surface import attach_surface
 from eodes_node.topology import Topology
 
 
-def load_identity(config: NodeConfig) -> NodeIdentity:
-    key_path = config.keys.private_key
-    try:
-        mode = stat.S_IMODE(key_path.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigError(
-                f"private key {key_path} is readable by others (mode {mode:o}); chmod 600 it"
-            )
-        key = PrivateKey.from_pem(key_path.read_bytes())
-        partner_keys = KeySet.from_jwks(
-            config.keys.partner_jwks.read_bytes(), owner=config.node.partner
-        )
-    except OSError as exc:
-        raise ConfigError(f"cannot read key material: {exc}") from None
-    if key.kid in partner_keys.keys:
-        # Both nodes would then take a message signed with our key as the partner's:
-        # each side accepts its own forgeries.
-        raise ConfigError(
-            f"the partner's JWK Set {config.keys.partner_jwks} holds our own public key "
-            f"{key.kid} ([keys] private_key): pin the keys {config.node.partner}'s operators "
-            "sent, never ours"
-        )
+def load_keys(config: NodeConfig, clock: Clock) -> KeyMaterial:
+    """Our key, our published JWK Set and the partner's, as the files say now."""
+    return load_key_material(
+        config.keys.private_key,
+        config.keys.partner_jwks,
+        config.node.partner,
+        now=int(clock.now().timestamp()),
+    )
+
+
+def load_identity(config: NodeConfig, keys: KeyMaterial) -> NodeIdentity:
     return NodeIdentity(
         own=config.node.country,
         partner=config.node.partner,
-        key=key,
-        partner_keys=partner_keys,
+        key=keys.key,
+        partner_keys=keys.partner,
         topology=Topology(config.node.country, config.node.partner, config.node.namespace),
     )
 
@@ -56,9 +44,10 @@ def build_node(
     clock: Clock | None = None,
 ) -> Node:
     """Wire a node; each adapter left out is the real one, so tests can hand in fakes."""
-    identity = load_identity(config)
     if clock is None:
         clock = SystemClock()
+    keys = load_keys(config, clock)
+    identity = load_identity(config, keys)
     if store is None:
         store = SqlStore(
             config.store.url,
@@ -70,7 +59,11 @@ def build_node(
     service = NodeService(identity, store, broker, clock, retry=config.retry, limits=config.limits)
     node = Node(config, service, store=store, broker=broker, clock=clock)
     # The operator surface: reports, repairs, metrics, and the HTTP side when enabled.
-    attach_surface(node, KeySet({identity.key.kid: identity.key.public}), identity.partner_keys)
+    attach_surface(node, keys.published, keys.partner)
+    # SIGHUP reads the key files again (rotation, revocation, a partner's new JWK Set).
+    node.keys = keys
+    node.key_loader = functools.partial(load_keys, config, clock)
+    service.metrics.watch_keys("own", [keys.own])  # the signing key, not the whole set
     return node
 
 
@@ -86,4 +79,6 @@ def _amqp_broker(config: NodeConfig, identity: NodeIdentity) -> AmqpBroker:
         timeout_s=settings.io_timeout_s,
         reconnect_s=settings.reconnect_interval_s,
         node_name=f"eodes-node {identity.own}->{identity.partner}",
+        local_tls=settings.link_tls("local"),
+        partner_tls=settings.link_tls("partner"),
     )

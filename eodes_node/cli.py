@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import sys
 from datetime import UTC, datetime
@@ -11,13 +12,14 @@ from typing import Any
 import click
 import orjson
 
+from eodes_node.cli_keys import DATE
 from eodes_node.config import LimitsSection
 from eodes_node.core.envelope import open_envelope, seal
 from eodes_node.core.jws import ALGORITHMS, Algorithm, KeySet, PrivateKey
 from eodes_node.core.messages import Kind, issued_now
 from eodes_node.core.records import as_json_dict, compose
 from eodes_node.errors import ConfigError, InvalidRecord, PeerError, Problem
-from eodes_node.keyfiles import write_private_key
+from eodes_node.keyfiles import write_jwks, write_private_key
 from eodes_node.submitting import SUBMIT_KINDS, check, detect_kind, kind_words, type_name
 
 KIND_NAMES = [kind.value for kind in Kind]
@@ -48,10 +50,21 @@ def main() -> None:
 @click.option("--name", required=True, help="File name stem, e.g. kr-node.")
 @click.option("--alg", type=click.Choice(ALGORITHMS), default="Ed25519", show_default=True)
 @click.option("--force", is_flag=True, help="Replace existing files of that name.")
-def keygen(out_dir: Path, name: str, alg: Algorithm, force: bool) -> None:
+@click.option("--not-before", type=DATE, default=None, help="Valid from (nbf): a date or time.")
+@click.option("--expires", type=DATE, default=None, help="Valid until (exp): a date or time.")
+def keygen(
+    out_dir: Path,
+    name: str,
+    alg: Algorithm,
+    force: bool,
+    not_before: int | None,
+    expires: int | None,
+) -> None:
     """Write NAME.key.pem (private, mode 0600) and NAME.jwks.json (public JWK Set)."""
     if "/" in name or name.startswith("."):
         raise click.BadParameter("must be a plain file name stem", param_hint="--name")
+    if expires is not None and expires <= (not_before or int(datetime.now(UTC).timestamp())):
+        raise click.BadParameter("must come after --not-before and now", param_hint="--expires")
     out_dir.mkdir(parents=True, exist_ok=True)
     key_path = out_dir / f"{name}.key.pem"
     jwks_path = out_dir / f"{name}.jwks.json"
@@ -61,8 +74,8 @@ def keygen(out_dir: Path, name: str, alg: Algorithm, force: bool) -> None:
         raise click.ClickException(f"{key_path} exists; pass --force to replace it")
     key = PrivateKey.generate(alg)
     write_private_key(key_path, key.to_pem())
-    jwks = KeySet({key.kid: key.public}).to_jwks()
-    jwks_path.write_text(orjson.dumps(jwks, option=orjson.OPT_INDENT_2).decode() + "\n")
+    public = dataclasses.replace(key.public, not_before=not_before, expires=expires)
+    write_jwks(jwks_path, KeySet({key.kid: public}))
     click.echo(f"private key: {key_path} (0600)\npublic JWK Set: {jwks_path}\nkid: {key.kid}")
 
 
@@ -290,3 +303,7 @@ for _command in OPERATOR_COMMANDS:
 from eodes_node.cli_provision import broker_setup  # noqa: E402
 
 main.add_command(broker_setup)
+
+from eodes_node.cli_keys import keys  # noqa: E402
+
+main.add_command(keys)

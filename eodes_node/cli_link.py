@@ -167,6 +167,7 @@ def submit(config_path: Path, kind_name: str, no_validate: bool, files: tuple[st
                     accepted,
                     kind=kind.value,
                     timeout_s=config.broker.io_timeout_s,
+                    tls=config.broker.link_tls("local"),
                 )
             )
     except TransientError as exc:

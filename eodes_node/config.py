@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from eodes_node.broker_tls import LINKS, BrokerTlsFields
 from eodes_node.core.models import CountryCode
 from eodes_node.errors import ConfigError
 
@@ -37,7 +38,9 @@ class NodeSection(Section):
     namespace: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")] = "eodes"
 
 
-class BrokerSection(Section):
+class BrokerSection(Section, BrokerTlsFields):
+    """Our local broker and the partner's; the TLS settings of each: ``broker_tls``."""
+
     # Each may carry a password: never part of the section's repr.
     local_url: str = Field(repr=False)
     partner_url: str = Field(repr=False)
@@ -52,6 +55,8 @@ class BrokerSection(Section):
 class KeysSection(Section):
     private_key: Path
     partner_jwks: Path
+    # Warn (once a day per key) when our signing key or a pinned partner key expires sooner.
+    expiry_warning_days: Annotated[int, Field(ge=1, le=365)] = 30
 
 
 class StoreSection(Section):
@@ -153,7 +158,11 @@ PASSWORD_FOR: dict[tuple[str, str], str] = {
     ("store", "password"): "url",
 }
 # Files that hold a secret or a private key and are read where the node runs.
-GUARDED_FILES = (("http", "tokens_file"), ("http", "tls_key"))
+GUARDED_FILES = (
+    ("http", "tokens_file"),
+    ("http", "tls_key"),
+    *(("broker", f"{link}_tls_key") for link in LINKS),
+)
 MAX_SECRET_BYTES = 64 * 1024
 
 
@@ -335,6 +344,10 @@ def _resolve_paths(merged: dict[str, Any], base: Path) -> None:
     for section, fields in (
         ("keys", ("private_key", "partner_jwks")),
         ("http", ("tokens_file", "tls_cert", "tls_key")),
+        (
+            "broker",
+            tuple(f"{link}_{f}" for link in LINKS for f in ("tls_ca", "tls_cert", "tls_key")),
+        ),
     ):
         values = merged.get(section, {})
         for field in fields:
@@ -363,4 +376,8 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> NodeCon
         raise ConfigError(f"{path}: {problems}") from None
     if config.node.country == config.node.partner:
         raise ConfigError(f"{path}: node.country and node.partner must differ")
+    for link in LINKS:  # reads the TLS files: an unusable one stops the start here
+        tls = config.broker.link_tls(link)
+        if tls is not None:
+            tls.context()
     return config

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -15,11 +16,15 @@ from typing import Protocol
 import structlog
 
 from eodes_node.config import NodeConfig
+from eodes_node.core.jws import PublicKey
+from eodes_node.core.validity import ExpiryWarnings, window_problem
 from eodes_node.errors import BrokerRefused, ConfigError, StoreUnavailable, TransientError
+from eodes_node.keyfiles import KeyMaterial
 from eodes_node.ports import BatchHandler, Broker, Clock, Consumer, NodeStore
 from eodes_node.service import NodeService
 
 log = structlog.get_logger("eodes_node.runtime")
+KEY_WATCH_S = 3600.0  # how often key expiry is looked at (each key warns once a day)
 
 
 class Surface(Protocol):
@@ -55,6 +60,12 @@ class Node:
         self.surface = surface
         self.ready = asyncio.Event()
         self.consumers: list[Consumer] = []
+        # Set by the composition root: the keys in use and how to read them again.
+        self.keys: KeyMaterial | None = None
+        self.key_loader: Callable[[], KeyMaterial] | None = None
+        self.reload_wanted = asyncio.Event()  # SIGHUP sets it
+        self._expiry = ExpiryWarnings[PublicKey](config.keys.expiry_warning_days * 86400)
+        self._invalid_logged_at = -86400
 
     def _handlers(self) -> tuple[tuple[str, BatchHandler], ...]:
         topo = self.service.topology
@@ -198,6 +209,8 @@ class Node:
                 group.create_task(self._flush_marks(stop))
                 if self.surface is not None:
                     group.create_task(self._every(stop, self.surface.upkeep))
+                group.create_task(self._reload_when_asked(stop))
+                group.create_task(self._every(stop, self._watch_keys))
                 await stop.wait()
                 await self._drain()
         finally:
@@ -230,13 +243,66 @@ class Node:
             )
         await self.service.finish_background(self.config.limits.drain_timeout_s)
 
-    @staticmethod
-    def _signal_event() -> asyncio.Event:
+    def _signal_event(self) -> asyncio.Event:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_wanted.set)
         return stop
+
+    def reload_keys(self) -> bool:
+        """Read our key and the partner's JWK Set again and swap them in whole.
+
+        Loading and swapping run without an ``await``: no batch runs in between, and each
+        batch reads the identity as one object, so it sees the old keys or the new ones,
+        never a mix of files. A load that fails keeps the keys in use.
+        """
+        if self.key_loader is None:
+            return False
+        try:
+            material = self.key_loader()
+        except ConfigError as exc:
+            log.error("keys_reload_failed", error=str(exc), note="the node keeps its keys")
+            return False
+        self.service.id = dataclasses.replace(
+            self.service.id, key=material.key, partner_keys=material.partner
+        )
+        self.keys = material
+        self.service.metrics.watch_keys("own", [material.own])
+        self.service.metrics.watch_keys(self.config.node.partner, material.partner.keys.values())
+        log.info("keys_reloaded", kid=material.key.kid, partner_kids=sorted(material.partner.keys))
+        return True
+
+    async def _reload_when_asked(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await _first_of(stop, self.reload_wanted, KEY_WATCH_S)
+            if self.reload_wanted.is_set() and not stop.is_set():
+                self.reload_wanted.clear()
+                if self.reload_keys():
+                    await self._watch_keys()
+
+    async def _watch_keys(self) -> float:
+        """Warn, once a day per key, of keys that expire soon, and of our signing key once
+        it may no longer sign (the partner refuses what it signs)."""
+        if self.keys is None:
+            return KEY_WATCH_S
+        now = int(self.clock.now().timestamp())
+        partner = self.config.node.partner
+        tagged = [("own", self.keys.own), *((partner, k) for k in self.keys.partner.keys.values())]
+        for owner, soon in self._expiry.due(tagged, now):
+            log.warning(
+                "key_expires_soon",
+                owner=owner,
+                kid=soon.key.kid,
+                expires=soon.key.expires,
+                days_left=round(soon.seconds_left / 86400, 1),
+            )
+        problem = window_problem(self.keys.own, now)
+        if problem is not None and now - self._invalid_logged_at >= 86400:
+            self._invalid_logged_at = now
+            log.error("signing_key_not_valid", error=problem, note="rotate our keys")
+        return KEY_WATCH_S
 
 
 async def _first_of(stop: asyncio.Event, wake: asyncio.Event | None, within: float) -> None:

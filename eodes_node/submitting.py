@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import BaseModel
@@ -24,6 +24,9 @@ from eodes_node.core.messages import (
 )
 from eodes_node.core.records import compose, parse_model
 from eodes_node.errors import InvalidRecord, Problem
+
+if TYPE_CHECKING:
+    from eodes_node.broker_tls import LinkTls
 
 # What `--type` accepts, and the message kind each one becomes.
 SUBMIT_KINDS = {
@@ -222,7 +225,13 @@ def refusals(
 
 
 async def publish_records(
-    url: str, queue: str, records: list[bytes], *, kind: str, timeout_s: float
+    url: str,
+    queue: str,
+    records: list[bytes],
+    *,
+    kind: str,
+    timeout_s: float,
+    tls: LinkTls | None = None,
 ) -> None:
     """Publish each record to ``queue`` with a confirm, as the local system would."""
     import asyncio
@@ -230,7 +239,7 @@ async def publish_records(
     from eodes_node.adapters.amqp import BrokerLink
     from eodes_node.core.messages import new_message_id
 
-    link = BrokerLink(url, name="eodes-node submit", timeout_s=timeout_s, reconnect_s=1.0)
+    link = BrokerLink(url, name="eodes-node submit", timeout_s=timeout_s, reconnect_s=1.0, tls=tls)
     try:
         await link.connect()
         channel = await link.publish_channel()

@@ -64,9 +64,14 @@ class Kit:
         agreement = options.agreement or link_agreement(own, node)
         self.samples = SampleFactory(agreement, exporter=own, importer=node)
         self.theirs = SampleFactory(agreement, exporter=node, importer=own)
+        (local_url, local_tls), (partner_url, partner_tls) = (
+            config.broker.link_target(link) for link in ("local", "partner")
+        )
         self.wire = KitWire(
-            local_url=config.broker.local_url,
-            partner_url=config.broker.partner_url,
+            local_url=local_url,
+            partner_url=partner_url,
+            local_tls=local_tls,
+            partner_tls=partner_tls,
             topology=Topology(own, node, config.node.namespace),
             inbox=Inbox(node_keys, own),
         )

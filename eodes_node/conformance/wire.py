@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
@@ -40,10 +41,16 @@ def safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-async def _connect(url: str, what: str, timeout_s: float) -> AbstractConnection:
+async def _connect(
+    url: str, what: str, timeout_s: float, tls: ssl.SSLContext | None = None
+) -> AbstractConnection:
     try:
         return await asyncio.wait_for(
-            aio_pika.connect(url, client_properties={"connection_name": f"conformance {what}"}),
+            aio_pika.connect(
+                url,
+                client_properties={"connection_name": f"conformance {what}"},
+                ssl_context=tls,
+            ),
             timeout_s,
         )
     except _AMQP_ERRORS as exc:
@@ -121,9 +128,17 @@ class KitWire:
     """The kit's two connections, opened and closed together."""
 
     def __init__(
-        self, *, local_url: str, partner_url: str, topology: Topology, inbox: Inbox
+        self,
+        *,
+        local_url: str,
+        partner_url: str,
+        topology: Topology,
+        inbox: Inbox,
+        local_tls: ssl.SSLContext | None = None,
+        partner_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.local_url, self.partner_url = local_url, partner_url
+        self.local_tls, self.partner_tls = local_tls, partner_tls
         self.topology = topology
         self.inbox = inbox
         self.timeout_s = 15.0
@@ -135,8 +150,12 @@ class KitWire:
         """Declare and bind our inbound queue, drop what an earlier run left in it, and start
         listening; returns how many stale messages were dropped."""
         t = self.topology
-        self._local = await _connect(self.local_url, "the kit's own broker", self.timeout_s)
-        self._partner = await _connect(self.partner_url, "the node's broker", self.timeout_s)
+        self._local = await _connect(
+            self.local_url, "the kit's own broker", self.timeout_s, self.local_tls
+        )
+        self._partner = await _connect(
+            self.partner_url, "the node's broker", self.timeout_s, self.partner_tls
+        )
         try:
             channel = await self._local.channel()
             exchange = await channel.declare_exchange(

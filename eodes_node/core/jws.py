@@ -28,6 +28,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from eodes_node.core.canonical import DuplicateMember, TooDeep, canonical_problem, loads_strict
+from eodes_node.core.validity import window_problem
 from eodes_node.errors import ConfigError, InvalidMessage, RejectionCode, VerificationError
 
 Algorithm = Literal["Ed25519", "ES256"]
@@ -160,13 +161,10 @@ class PublicKey:
         kid = thumbprint(jwk)
         if jwk.get("kid", kid) != kid:
             raise ConfigError(f"kid {jwk.get('kid')!r} is not the RFC 7638 thumbprint {kid}")
-        return cls(
-            kid=kid,
-            alg=cast(Algorithm, alg),
-            key=key,
-            not_before=_opt_int(jwk, "nbf"),
-            expires=_opt_int(jwk, "exp"),
-        )
+        not_before, expires = _opt_int(jwk, "nbf"), _opt_int(jwk, "exp")
+        if not_before is not None and expires is not None and expires <= not_before:
+            raise ConfigError(f"key {kid}: exp ({expires}) must come after nbf ({not_before})")
+        return cls(kid, cast(Algorithm, alg), key, not_before, expires)
 
 
 def _opt_int(jwk: Mapping[str, Any], name: str) -> int | None:
@@ -384,10 +382,9 @@ def _pinned_key(header: Mapping[str, Any], keys: KeySet) -> PublicKey:
 
 
 def _check_validity_window(key: PublicKey, now: int) -> None:
-    if key.not_before is not None and now < key.not_before:
-        raise _reject(RejectionCode.KEY_NOT_VALID, f"key {key.kid} is not valid yet")
-    if key.expires is not None and now >= key.expires:
-        raise _reject(RejectionCode.KEY_NOT_VALID, f"key {key.kid} has expired or was revoked")
+    problem = window_problem(key, now)
+    if problem is not None:
+        raise _reject(RejectionCode.KEY_NOT_VALID, problem)
 
 
 def digest(token: bytes) -> str:

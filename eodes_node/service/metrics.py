@@ -199,8 +199,10 @@ class NodeMetrics:
         self.pending_age.set(max(oldest_age_s, 0.0))
 
     def watch_keys(self, owner: str, keys: Iterable[PublicKey]) -> None:
-        """Export these keys' time to expiry at every scrape."""
+        """Export these keys' time to expiry (their ``exp``) at every scrape; a reload
+        calls it again, and keys no longer watched leave the metric."""
         self._keys[owner] = list(keys)
+        self.key_expiry.clear()
 
     def _key_expiry(self, now: float) -> None:
         for owner, keys in self._keys.items():

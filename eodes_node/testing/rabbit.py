@@ -22,12 +22,13 @@ import shutil
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import aio_pika
 
-__all__ = ["PrivateRabbit", "RabbitError"]
+__all__ = ["PrivateRabbit", "RabbitError", "TlsListener"]
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
@@ -42,6 +43,26 @@ ENV_CONF = (
 
 class RabbitError(RuntimeError):
     """A step of running the private node failed; the message names the step."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """A TLS-only AMQP listener beside the plain one: the broker's certificate and key,
+    and the CA its clients' certificates must chain to (a client without one is refused)."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+    def config_lines(self, port: int) -> str:
+        return (
+            f"listeners.ssl.default = 127.0.0.1:{port}\n"
+            f"ssl_options.cacertfile = {self.ca_file}\n"
+            f"ssl_options.certfile = {self.cert_file}\n"
+            f"ssl_options.keyfile = {self.key_file}\n"
+            "ssl_options.verify = verify_peer\n"
+            "ssl_options.fail_if_no_peer_cert = true\n"
+        )
 
 
 def _bindable(port: int) -> bool:
@@ -78,11 +99,20 @@ def _alive(pid: int) -> bool:
 class PrivateRabbit:
     """A RabbitMQ node of our own: start, kill -9, restart, stop_app, close connections."""
 
-    def __init__(self, root: Path, name: str = "eodes-private", *, log_dir: Path | None = None):
+    def __init__(
+        self,
+        root: Path,
+        name: str = "eodes-private",
+        *,
+        log_dir: Path | None = None,
+        tls: TlsListener | None = None,
+    ):
         self.name = f"{name}-{secrets.token_hex(3)}"
         self.dir = root / self.name
         self.log_dir = log_dir or self.dir / "log"
+        self.tls = tls
         self._ports: tuple[int, int] | None = None
+        self._tls_port: int | None = None
         self._pid: int | None = None
         self._stopped = False
 
@@ -91,6 +121,13 @@ class PrivateRabbit:
         if self._ports is None:
             raise RabbitError(f"{self.node}: not started, so it has no port yet")
         return self._ports[0]
+
+    @property
+    def tls_port(self) -> int:
+        """The TLS-only AMQP port (when started with ``tls``)."""
+        if self._tls_port is None:
+            raise RabbitError(f"{self.node}: has no TLS listener (start it with tls=...)")
+        return self._tls_port
 
     @property
     def node(self) -> str:
@@ -104,6 +141,9 @@ class PrivateRabbit:
     def url(self, vhost: str = "/") -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/{quote(vhost, safe='')}"
 
+    def tls_url(self, vhost: str = "/", host: str = "127.0.0.1") -> str:
+        return f"amqps://guest:guest@{host}:{self.tls_port}/{quote(vhost, safe='')}"
+
     async def __aenter__(self) -> PrivateRabbit:
         await self.start()
         return self
@@ -114,8 +154,9 @@ class PrivateRabbit:
     async def start(self, within: float = 90.0) -> None:
         """Choose ports, write the configuration, start the node, wait until AMQP answers."""
         if self._ports is None:
-            amqp, dist = spare_ports(2)
+            amqp, dist, *tls = spare_ports(2 if self.tls is None else 3)
             self._ports = (amqp, dist)
+            self._tls_port = tls[0] if tls else None
         self._write_files()
         await self._launch(within)
 
@@ -124,7 +165,7 @@ class PrivateRabbit:
         if self._pid is not None and _alive(self._pid):
             await self.ctl("stop", within=within)
             await self._gone(self._pid, within)
-        for port in (self.port, self._dist_port):
+        for port in (self.port, self._dist_port, *([self.tls_port] if self.tls else [])):
             if not _bindable(port):
                 raise RabbitError(f"{self.node}: port {port} was taken while it was down")
         await self._launch(within)
@@ -224,7 +265,10 @@ class PrivateRabbit:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "enabled_plugins").write_text("")
-        (self.dir / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        config = f"listeners.tcp.local = 127.0.0.1:{self.port}\n"
+        if self.tls is not None:
+            config += self.tls.config_lines(self.tls_port)
+        (self.dir / "rabbitmq.conf").write_text(config)
         (self.dir / "rabbitmq-env.conf").write_text(ENV_CONF)
 
     def _pid_from_file(self) -> int | None:

@@ -4,7 +4,8 @@ that imports a broker library.
 ``link`` holds a connection and the error boundary, ``consumer`` batches deliveries and
 decides ack or requeue, ``settle`` carries out that decision in one AMQP transaction,
 after ``probe`` has checked that every queue it hands off to exists; ``poison`` is what a
-message the handler keeps failing on leaves behind.
+message the handler keeps failing on leaves behind; ``handshake`` says why a broker
+refused a link's TLS.
 """
 
 from eodes_node.adapters.amqp.broker import AmqpBroker

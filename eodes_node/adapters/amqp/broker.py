@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from eodes_node.adapters.amqp.consumer import AmqpConsumer
 from eodes_node.adapters.amqp.link import BrokerLink, broker_errors, open_channel
+from eodes_node.broker_tls import LinkTls
 from eodes_node.ports import BatchHandler, Publication
 from eodes_node.topology import Topology
 
@@ -35,6 +36,8 @@ class AmqpBroker:
         timeout_s: float,
         reconnect_s: float,
         node_name: str,
+        local_tls: LinkTls | None = None,
+        partner_tls: LinkTls | None = None,
     ) -> None:
         self.topology = topology
         self.prefetch = prefetch
@@ -42,13 +45,18 @@ class AmqpBroker:
         self.batch_wait_s = batch_wait_s
         self.timeout_s = timeout_s
         self.local = BrokerLink(
-            local_url, name=f"{node_name} local", timeout_s=timeout_s, reconnect_s=reconnect_s
+            local_url,
+            name=f"{node_name} local",
+            timeout_s=timeout_s,
+            reconnect_s=reconnect_s,
+            tls=local_tls,
         )
         self.partner = BrokerLink(
             partner_url,
             name=f"{node_name} to partner",
             timeout_s=timeout_s,
             reconnect_s=reconnect_s,
+            tls=partner_tls,
         )
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._channels: list[AbstractChannel] = []

@@ -3,14 +3,16 @@
 aio-pika and aiormq exceptions stop here: ``broker_errors`` turns them into
 ``BrokerUnavailable``, so nothing above the adapter ever sees a broker library type.
 Only failures of the link are translated; anything else is a bug and passes unchanged.
-A broker that answers but refuses our login or virtual host is ``BrokerRefused``: a
-configuration error, which no retry cures.
+A broker that answers but refuses our login or virtual host, or the link's TLS (its
+certificate, ours, or plain AMQP on a TLS port: see ``handshake``), is ``BrokerRefused``:
+a configuration error, which no retry cures.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -20,6 +22,8 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from yarl import URL
 
+from eodes_node.adapters.amqp.handshake import tls_refusal
+from eodes_node.broker_tls import LinkTls, tls_url
 from eodes_node.errors import BrokerRefused, BrokerUnavailable
 
 log = structlog.get_logger("eodes_node.adapters.amqp")
@@ -143,10 +147,21 @@ def frame_properties(
 
 
 class BrokerLink:
-    """One robust connection with a confirming publish channel."""
+    """One robust connection with a confirming publish channel; over TLS when ``tls`` is
+    given (its context is built here, so an unusable file stops the start)."""
 
-    def __init__(self, url: str, *, name: str, timeout_s: float, reconnect_s: float) -> None:
-        self.url = url
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        timeout_s: float,
+        reconnect_s: float,
+        tls: LinkTls | None = None,
+    ) -> None:
+        self.url = url if tls is None else tls_url(url)
+        self.tls = tls
+        self.ssl_context: ssl.SSLContext | None = None if tls is None else tls.context()
         self.name = name
         self.timeout_s = timeout_s
         self.reconnect_s = reconnect_s
@@ -168,11 +183,14 @@ class BrokerLink:
                                 reconnect_interval=self.reconnect_s,
                                 client_properties={"connection_name": self.name},
                                 timeout=self.timeout_s,
+                                ssl_context=self.ssl_context,
                             ),
                             self.timeout_s,
                         )
                     except aiormq.exceptions.AMQPError as exc:
-                        refused = refusal(self.url, exc)
+                        refused = refusal(self.url, exc) or await tls_refusal(
+                            self.url, self.tls, self.ssl_context, exc, min(self.timeout_s, 3.0)
+                        )
                         if refused is not None:
                             raise refused from None
                         raise
