@@ -307,3 +307,10 @@ main.add_command(broker_setup)
 from eodes_node.cli_keys import keys  # noqa: E402
 
 main.add_command(keys)
+
+from eodes_node.cli_data import backup, prune, restore, verify_archive  # noqa: E402
+
+main.add_command(backup)
+main.add_command(restore)
+main.add_command(prune)
+main.add_command(verify_archive)

@@ -73,6 +73,8 @@ class StoreSection(Section):
     connect_timeout_s: Annotated[int, Field(ge=2, le=600)] = 10
     # SQLite: a write-ahead log grown past this is checkpointed and truncated.
     wal_truncate_mb: Annotated[float, Field(gt=0)] = 16.0
+    # Legal retention: `eodes-node prune` keeps everything younger than this many days.
+    retention_days: Annotated[int, Field(ge=1, le=100 * 366)] = 3653
 
 
 class RetrySection(Section):

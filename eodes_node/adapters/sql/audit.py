@@ -1,7 +1,8 @@
 """The certificate history as evidence: hash-chained rows, their check, and the report.
 
 Each history row's hash covers the previous row's, so editing, deleting or reordering
-history breaks the chain from that row on; ``verify_chain`` says where.
+history breaks the chain from that row on; ``verify_chain`` says where. A prune drops
+rows on purpose and records the hash the next kept row chains onto (``prune``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
-from eodes_node.adapters.sql.schema import certificates, history, inbound, outbound
+from eodes_node.adapters.sql.schema import (
+    audit_links,
+    certificates,
+    history,
+    inbound,
+    outbound,
+)
 from eodes_node.adapters.sql.statements import Sql
 from eodes_node.core.decide import Transition
 from eodes_node.core.state import Event, Role, State
@@ -80,9 +87,14 @@ def write_history(sql: Sql, transitions: Sequence[Transition], at: float) -> Non
 
 
 def verify_chain(conn: Connection) -> int:
-    """Recompute the chain from genesis; returns the rows checked or raises."""
+    """Recompute the chain from genesis; returns the rows checked or raises. Where rows
+    were pruned, the next kept row chains onto the hash recorded for it in
+    ``audit_links``."""
+    linked = conn.execute(select(audit_links.c.history_id, audit_links.c.previous_chain))
+    links = {int(row_id): str(chain) for row_id, chain in linked}
     head, count = GENESIS, 0
     for h in conn.execute(select(history).order_by(history.c.id)):
+        head = links.get(h.id, head)
         t = Transition(
             h.number,
             Role(h.role),

@@ -1,16 +1,21 @@
 """The tables, their migrations, and the engine: one schema for SQLite and PostgreSQL.
 
 Schema and migrations stay on SQLAlchemy Core so both backends share them; the per-batch
-statements are hand-written elsewhere (``statements``, ``facts``, ``commit``).
+statements are hand-written elsewhere (``statements``, ``facts``, ``commit``). The
+migrations are Alembic revisions (``migrations/versions``), run at every store open.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
     Boolean,
     Column,
@@ -26,14 +31,13 @@ from sqlalchemy import (
     delete,
     event,
     func,
-    insert,
+    inspect,
     make_url,
     select,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError
 
-from eodes_node.adapters.sql import report_index
 from eodes_node.errors import ConfigError
 
 metadata = MetaData()
@@ -130,25 +134,54 @@ verifications = Table(
     Column("updated_at", Float, nullable=False),
     Index("ix_verification_due", "role", "state", "due_at"),
 )
+# A history row whose predecessor was pruned: the chain value it was computed from, so
+# the chain of what is kept still verifies (``prune``).
+audit_links = Table(
+    "audit_links",
+    metadata,
+    Column("history_id", Integer, primary_key=True, autoincrement=False),
+    Column("previous_chain", String(64), nullable=False),
+)
+# One row per prune: when, up to which date, how much, and into which archive.
+prune_log = Table(
+    "prune_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pruned_at", Float, nullable=False),
+    Column("before", Float, nullable=False),
+    Column("certificates", Integer, nullable=False),
+    Column("messages", Integer, nullable=False),
+    Column("history_rows", Integer, nullable=False),
+    Column("archive", Text),  # the archive file, or NULL when discarded
+)
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
 
-# One migration history for every backend: index = version reached after it runs.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
-    lambda conn: metadata.create_all(conn),
-    report_index.migrate,  # the read side's index (operators' API and console)
-    lambda conn: verifications.create(conn, checkfirst=True),
-)
+# The Alembic revision each version of the hand-made migrations before it had reached.
+LEGACY_REVISIONS = {1: "0001", 2: "0002", 3: "0003"}
+MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def migrate(conn: Connection) -> None:
-    """Run the migrations this database has not seen yet, recording each."""
-    schema_version.create(conn, checkfirst=True)
-    current = conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
-    for version in range(current, len(MIGRATIONS)):
-        MIGRATIONS[version](conn)
-        conn.execute(insert(schema_version).values(version=version + 1))
+    """Bring the schema up to Alembic's head, in the caller's transaction.
+
+    A store written before Alembic carries ``schema_version`` rows instead of
+    ``alembic_version``: it is stamped with the revision its last step matches first, and
+    ``schema_version`` is left as it was.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    current = MigrationContext.configure(conn).get_current_revision()
+    if current is None and inspect(conn).has_table(schema_version.name):
+        legacy = conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+        if legacy in LEGACY_REVISIONS:
+            command.stamp(config, LEGACY_REVISIONS[legacy])
+        elif legacy:
+            raise ConfigError(f"store schema_version {legacy} is not one this node knows")
+    command.upgrade(config, "head")
     # Stores written before confirmed rows were deleted kept them; an index probe when
-    # there are none, so no schema version of its own.
+    # there are none, so no revision of its own.
     conn.execute(delete(outbox).where(outbox.c.published.is_(True)))
 
 
@@ -161,6 +194,7 @@ class StoreSettings:
     statement_timeout_s: float = 30.0  # PostgreSQL: the server cancels a longer statement
     connect_timeout_s: int = 10  # PostgreSQL: whole seconds, at least 2 (libpq's rule)
     wal_truncate_mb: float = 16.0  # SQLite: checkpoint and truncate a larger WAL
+    retention_days: int = 3653  # what `eodes-node prune` must keep (ten years)
 
 
 def make_engine(url: str, settings: StoreSettings | None = None) -> Engine:

@@ -1,0 +1,96 @@
+"""Schema migrations with Alembic: a store written before them (``schema_version`` 3,
+committed as dumps in ``data/``) opens with today's code, on SQLite and PostgreSQL, and
+keeps its rows; a new store starts at the head revision."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from eodes_node.core.decide import Transition
+from eodes_node.core.state import Event, Role, State
+from eodes_node.errors import ConfigError
+from eodes_node.ports import OutboundUpdate, UnitOfWork
+from tests.integration.test_sql_store import Database, database
+
+DATA = Path(__file__).with_name("data")
+HEAD = "0004"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    async with database(request.param, tmp_path) as opened:
+        yield opened
+
+
+def load_schema3(db: Database) -> None:
+    """The dump of a store as the code before Alembic wrote it."""
+    dump = (DATA / f"store_schema3.{db.backend}.sql").read_text()
+    if db.backend == "sqlite":
+        with closing(sqlite3.connect(db.url[len("sqlite:///") :])) as conn:
+            conn.executescript(dump)
+        return
+    db.alter(dump)
+
+
+def tables(db: Database) -> set[str]:
+    if db.backend == "sqlite":
+        query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    else:
+        query = "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+    return {str(name) for (name,) in db.rows(query)}
+
+
+async def test_a_store_from_before_alembic_is_upgraded_and_keeps_its_rows(db: Database) -> None:
+    load_schema3(db)
+    assert "audit_links" not in tables(db)
+    assert db.rows("SELECT max(version) FROM schema_version") == [(3,)]
+
+    store = await db.open()
+    assert {"audit_links", "prune_log", "alembic_version"} <= tables(db)
+    assert db.rows("SELECT version_num FROM alembic_version") == [(HEAD,)]
+    assert db.rows("SELECT role, number, state FROM certificates ORDER BY number") == [
+        ("importer", "CN-OLD-9", "available"),
+        ("exporter", "KR-OLD-1", "pending"),
+    ]
+    assert db.rows("SELECT message_id, local_key FROM outbound_messages") == [("out-1", "local-1")]
+    assert await store.verify_audit_chain() == 2
+    # The old rows take part in new work: a receipt settles the old pending message.
+    await store.commit(
+        UnitOfWork(
+            outbound_updates=[OutboundUpdate("out-1", "delivered")],
+            transitions=[
+                Transition(
+                    "KR-OLD-1",
+                    Role.EXPORTER,
+                    State.PENDING,
+                    State.DELIVERED,
+                    Event.RECEIPT_ACCEPTED,
+                    "out-1",
+                )
+            ],
+        )
+    )
+    assert await store.verify_audit_chain() == 3
+    await store.close()
+    # Opened again: nothing to do, nothing repeated.
+    await db.open()
+    assert db.rows("SELECT version_num FROM alembic_version") == [(HEAD,)]
+    assert db.rows("SELECT count(*) FROM schema_version") == [(3,)]
+
+
+async def test_a_new_store_starts_at_the_head_revision(db: Database) -> None:
+    await db.open()
+    assert db.rows("SELECT version_num FROM alembic_version") == [(HEAD,)]
+    assert {"certificates", "certificate_index", "verification_requests", "prune_log"} <= tables(db)
+
+
+async def test_a_store_of_an_unknown_legacy_version_is_refused(db: Database) -> None:
+    load_schema3(db)
+    db.alter("INSERT INTO schema_version (version) VALUES (9)")
+    with pytest.raises(ConfigError, match="schema_version 9 is not one this node knows"):
+        await db.open()
