@@ -16,7 +16,7 @@ from typing import Protocol
 import structlog
 
 from eodes_node.config import NodeConfig
-from eodes_node.core.jws import PublicKey
+from eodes_node.core.jws import KeySet, PublicKey
 from eodes_node.core.validity import ExpiryWarnings, window_problem
 from eodes_node.errors import BrokerRefused, ConfigError, StoreUnavailable, TransientError
 from eodes_node.keyfiles import KeyMaterial
@@ -36,6 +36,10 @@ class Surface(Protocol):
 
     async def upkeep(self) -> float:
         """Background upkeep (the report index); returns how long to wait before the next."""
+        ...
+
+    def keys_reloaded(self, published: KeySet, partner: KeySet) -> None:
+        """The node reloaded its keys: show the new JWK Sets."""
         ...
 
 
@@ -269,6 +273,8 @@ class Node:
             self.service.id, key=material.key, partner_keys=material.partner
         )
         self.keys = material
+        if self.surface is not None:
+            self.surface.keys_reloaded(material.published, material.partner)
         self.service.metrics.watch_keys("own", [material.own])
         self.service.metrics.watch_keys(self.config.node.partner, material.partner.keys.values())
         log.info("keys_reloaded", kid=material.key.kid, partner_kids=sorted(material.partner.keys))

@@ -39,6 +39,16 @@ class OperatorSurface:
         self.reports = reports
         self.admin = admin
         self.server: HttpServer | None = None
+        # The JWK Sets the HTTP side shows, updated in place when the node reloads its keys.
+        self.own_jwks: dict[str, Any] = {}
+        self.partner_jwks: dict[str, Any] = {}
+
+    def keys_reloaded(self, published: KeySet, partner: KeySet) -> None:
+        """Show what the node now signs and verifies with (one synchronous swap, so a
+        request sees the old sets or the new ones)."""
+        for shown, keys in ((self.own_jwks, published), (self.partner_jwks, partner)):
+            shown.clear()
+            shown.update(keys.to_jwks())
 
     async def start(self) -> None:
         opener = getattr(self.reports, "open", None)
@@ -98,6 +108,7 @@ def attach_surface(node: Node, own_keys: KeySet, partner_keys: KeySet) -> Operat
     service.metrics.watch_keys("own", own_keys.keys.values())
     service.metrics.watch_keys(config.node.partner, partner_keys.keys.values())
     surface = OperatorSurface(node, reports, admin)
+    surface.keys_reloaded(own_keys, partner_keys)
     if config.http.enabled:
         context = HttpContext(
             settings=config.http,
@@ -110,8 +121,8 @@ def attach_surface(node: Node, own_keys: KeySet, partner_keys: KeySet) -> Operat
             clock=node.clock,
             metrics=service.metrics,
             readiness=surface.not_ready,
-            own_jwks=own_keys.to_jwks(),
-            partner_jwks=partner_keys.to_jwks(),
+            own_jwks=surface.own_jwks,
+            partner_jwks=surface.partner_jwks,
             actions=Repairs(service, reports, admin, service.metrics),
             events=service.feed,
         )

@@ -16,6 +16,7 @@ from eodes_node.config import BrokerSection, KeysSection, NodeConfig, NodeSectio
 from eodes_node.core.jws import KeySet, PrivateKey
 from eodes_node.keyfiles import revoke_key, rotate_keys, write_jwks, write_private_key
 from eodes_node.runtime import Node
+from eodes_node.surface import OperatorSurface
 from eodes_node.testing.fakes import FakeBroker, InMemoryStore, ManualClock
 
 DAY = 86400
@@ -74,6 +75,12 @@ def test_a_reload_swaps_our_key_and_the_partners_set_whole(node: Node) -> None:
     assert metric[("own", rotated.new_kid)] == float("inf")
     assert ("own", rotated.old_kid) not in metric
     assert {kid for owner, kid in metric if owner == "CN"} == set(partner.keys)
+    # What the HTTP side shows (/.well-known/jwks.json, the console) follows the reload.
+    surface = node.surface
+    assert isinstance(surface, OperatorSurface)
+    shown = {k["kid"] for k in surface.own_jwks["keys"]}
+    assert shown == {rotated.old_kid, rotated.new_kid}
+    assert {k["kid"] for k in surface.partner_jwks["keys"]} == set(partner.keys)
 
 
 @pytest.mark.parametrize(
