@@ -20,7 +20,14 @@ from eodes_node.core.messages import Kind, issued_now
 from eodes_node.core.records import as_json_dict, compose
 from eodes_node.errors import ConfigError, InvalidRecord, PeerError, Problem
 from eodes_node.keyfiles import write_jwks, write_private_key
-from eodes_node.submitting import SUBMIT_KINDS, check, detect_kind, kind_words, type_name
+from eodes_node.submitting import (
+    SUBMIT_KINDS,
+    check,
+    checked_as_eco,
+    detect_kind,
+    kind_words,
+    type_name,
+)
 
 KIND_NAMES = [kind.value for kind in Kind]
 
@@ -119,20 +126,31 @@ def validate(kind_name: str | None, file: str) -> None:
 
 def _validated(raw: bytes, kind: Kind | None) -> tuple[list[str], bool]:
     """The lines `validate` prints about one record, and whether it is valid."""
-    assumed = False
+    note = ""
     if kind is None:
         try:
-            kind, assumed = detect_kind(orjson.loads(raw)), True
+            kind, note = _told_kind(orjson.loads(raw))
         except orjson.JSONDecodeError:
             kind = Kind.COO  # not JSON: that is its one problem, whatever its kind
         if kind is None:
             return [str(_type_unknown())], False
     checked = check(kind, raw, max_bytes=LimitsSection().max_record_bytes, now=datetime.now(UTC))
-    note = f"; type assumed from its fields: {type_name(kind)}" if assumed else ""
+    assumed = bool(note)
     if not checked.problems:
         return [checked.summary() + note], True
     head = [f"checked as {kind_words(kind)}{note} (--type to choose another)"] if assumed else []
     return head + [str(problem) for problem in checked.problems], False
+
+
+def _told_kind(record: Any) -> tuple[Kind | None, str]:
+    """The kind a record is checked as without --type, and the note that says so; None
+    when its fields point only to kinds other than an e-CO, and not to one of them."""
+    kind = detect_kind(record)
+    if kind is not None:
+        return kind, f"; type assumed from its fields: {type_name(kind)}"
+    if checked_as_eco(record):
+        return Kind.COO, "; its fields do not tell its type"
+    return None, ""
 
 
 def _type_unknown() -> Problem:

@@ -5,12 +5,13 @@ and why, instead of finding it later on a dead-letter queue."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import BaseModel
 
+from eodes_node.core.decide_local import due_date_problem
 from eodes_node.core.messages import (
     BODY_FIELD,
     MODEL_BY_KIND,
@@ -22,6 +23,7 @@ from eodes_node.core.messages import (
     certificate_number_of,
     issued_now,
 )
+from eodes_node.core.models import Certificate
 from eodes_node.core.records import compose, parse_model
 from eodes_node.errors import InvalidRecord, Problem
 
@@ -112,6 +114,24 @@ def detect_kind(record: Any) -> Kind | None:
     return kind
 
 
+_ECO_FIELDS = frozenset(Certificate.model_fields)
+_RECORD_FIELDS = frozenset(
+    name
+    for kind in SUBMIT_KINDS.values()
+    if (model := _body_model(kind)) is not None
+    for name in model.model_fields
+)
+
+
+def checked_as_eco(record: Any) -> bool:
+    """Whether a record whose kind its fields do not tell is checked as an e-CO, the
+    kind most records are: when it has any field of one, or no field any kind has (``{}``,
+    not a JSON object), since then nothing points elsewhere."""
+    if not isinstance(record, dict):
+        return True
+    return bool(_ECO_FIELDS & record.keys()) or not (_RECORD_FIELDS & record.keys())
+
+
 @dataclass(frozen=True, slots=True)
 class Checked:
     """One record as the node would take it: its problems, or what it is."""
@@ -152,7 +172,8 @@ def check(
     partner: str | None = None,
 ) -> Checked:
     """``raw`` checked as a record of ``kind``, as the node checks it: size, JSON, schema,
-    agreement rules and, given ``own`` -> ``partner``, the link."""
+    agreement rules, a verification request's reply due date against ``now`` and, given
+    ``own`` -> ``partner``, the link."""
     if len(raw) > max_bytes:
         too_large = Problem(
             "",
@@ -172,8 +193,9 @@ def check(
         if kind is Kind.FEEDBACK:
             return Checked(kind, [], parse_model(FeedbackBody, raw))
         if kind is Kind.VERIFICATION_REQUEST:
-            parse_model(VerificationRequestBody, raw)
-            return Checked(kind, [])
+            request = parse_model(VerificationRequestBody, raw)
+            late = due_date_problem(request.reply_due, now.astimezone(UTC).date())
+            return Checked(kind, [late] if late is not None else [])
         if kind is Kind.VERIFICATION_RESPONSE:
             parse_model(VerificationResponseRecord, raw)
             return Checked(kind, [])

@@ -26,6 +26,7 @@ from eodes_node.core.messages import (
     VerificationResponse,
     certificate_number_of,
 )
+from eodes_node.core.models import CONTROL
 from eodes_node.core.state import (
     DECISION_EVENT,
     Event,
@@ -149,9 +150,15 @@ def rejection_entry(
         digest=digest,
         status=ReceiptStatus.REJECTED,
         code=code,
-        text=text[:1024],
+        text=printable(text)[:1024],
         certificate_number=certificate_number,
     )
+
+
+def printable(text: str) -> str:
+    """A reason with its control characters written out (``\\x00``): it may quote what
+    the partner sent, and a receipt's text holds no control characters."""
+    return CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
 def decide_inbound(
@@ -163,7 +170,8 @@ def decide_inbound(
     verification: VerificationFacts | None = None,
 ) -> InboundDecision:
     """Decide on a verified partner message that is not a receipt; ``verification`` is
-    the request a verification response correlates to, as we hold it.
+    the request a verification response correlates to, or the request already held
+    under a verification request's own id, as we hold it.
 
     Raises ``InvalidMessage`` with the rejection code when the message must be refused.
     """
@@ -258,6 +266,12 @@ def _verification_effects(
     request we sent goes to our clearance system, once."""
     mid = message.message_id
     if isinstance(message, VerificationRequest):
+        if asked is not None:
+            # Our own requests share the table: the id is taken, by other content.
+            raise InvalidMessage(
+                RejectionCode.ID_CONFLICT,
+                f"message id {mid} is already the id of another verification request",
+            )
         number = message.request.certificate_number
         cert = _known(
             cert,

@@ -27,6 +27,7 @@ from eodes_node.core.verification import (
     VerificationFacts,
     VerificationMove,
     answered,
+    answered_again,
     requested,
 )
 from eodes_node.errors import InvalidRecord, Problem
@@ -129,22 +130,25 @@ def _withdrawn(existing: CertFacts, number: str, what: str) -> InvalidRecord | N
     return None
 
 
+def due_date_problem(reply_due: date, today: date) -> Problem | None:
+    """A request's reply due date must be after today (UTC): the day the partner answers by."""
+    if reply_due > today:
+        return None
+    return Problem(
+        "reply_due",
+        "due_date_not_in_future",
+        f"reply_due {reply_due.isoformat()} must be after today ({today.isoformat()}, UTC)",
+    )
+
+
 def decide_local_verification_request(
     body: VerificationRequestBody, existing: CertFacts | None, message_id: str, today: date
 ) -> tuple[Transition, VerificationMove]:
     """The clearance system asks the partner to confirm a certificate it received."""
     number = body.certificate_number
-    if body.reply_due <= today:
-        raise InvalidRecord(
-            [
-                Problem(
-                    "reply_due",
-                    "due_date_not_in_future",
-                    f"reply_due {body.reply_due.isoformat()} must be after today "
-                    f"({today.isoformat()}, UTC)",
-                )
-            ]
-        )
+    late = due_date_problem(body.reply_due, today)
+    if late is not None:
+        raise InvalidRecord([late])
     existing = _submitted_known(
         existing,
         Role.IMPORTER,
@@ -163,8 +167,11 @@ def decide_local_verification_response(
     asked: VerificationFacts | None,
     existing: CertFacts | None,
     message_id: str,
+    *,
+    replacing: bool = False,
 ) -> tuple[Transition, VerificationMove]:
-    """The issuing system answers a request the partner sent us, once."""
+    """The issuing system answers a request the partner sent us, once; ``replacing``: in
+    place of an earlier answer the partner never took (it failed or was rejected)."""
     request_id = record.correlation_id
     if asked is None or asked.role is not Role.EXPORTER:
         raise InvalidRecord(
@@ -198,7 +205,8 @@ def decide_local_verification_response(
     if problems:
         raise InvalidRecord(problems)
     try:
-        step = answered(asked, message_id, record.result.value)
+        answer = answered_again if replacing else answered
+        step = answer(asked, message_id, record.result.value)
     except IllegalVerificationStep:
         raise InvalidRecord(
             [

@@ -13,9 +13,19 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints, TypeAdapter, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from eodes_node.core.models import (
+    NO_CONTROL_SCHEMA,
     Cancellation,
     Certificate,
     CertificateNumber,
@@ -23,6 +33,7 @@ from eodes_node.core.models import (
     Record,
     ShortText,
     Text,
+    no_control,
 )
 from eodes_node.errors import RejectionCode
 
@@ -115,7 +126,12 @@ class ReceiptEntry(Record):
     digest: Digest
     status: ReceiptStatus
     code: RejectionCode | None = None
-    text: Annotated[str, StringConstraints(max_length=1024)] = ""
+    text: Annotated[
+        str,
+        StringConstraints(max_length=1024),
+        AfterValidator(no_control),
+        Field(json_schema_extra=NO_CONTROL_SCHEMA),
+    ] = ""
     certificate_number: CertificateNumber | None = None
 
     @model_validator(mode="after")
@@ -156,7 +172,12 @@ class ItemDecision(Record):
     item_number: Annotated[int, Field(ge=1, le=999)]
     granted: bool
     reason: DenialReason | None = None
-    remark: Annotated[str, StringConstraints(max_length=512)] = ""
+    remark: Annotated[
+        str,
+        StringConstraints(max_length=512),
+        AfterValidator(no_control),
+        Field(json_schema_extra=NO_CONTROL_SCHEMA),
+    ] = ""
 
     @model_validator(mode="after")
     def _reason_for_denial(self) -> ItemDecision:
@@ -215,15 +236,24 @@ class VerificationRequestBody(Record):
 
     certificate_number: CertificateNumber
     request_reference: ShortText
-    item_numbers: tuple[Annotated[int, Field(ge=1, le=999)], ...] = ()
+    item_numbers: Annotated[
+        tuple[Annotated[int, Field(ge=1, le=999)], ...],
+        Field(json_schema_extra={"uniqueItems": True}),
+    ] = ()
     questions: Text
     reply_due: date
 
-    @model_validator(mode="after")
-    def _items_once(self) -> VerificationRequestBody:
-        if len(set(self.item_numbers)) != len(self.item_numbers):
-            raise ValueError("each item number may be named once")
-        return self
+    @field_validator("item_numbers")
+    @classmethod
+    def _items_once(cls, numbers: tuple[int, ...]) -> tuple[int, ...]:
+        repeated = sorted({n for n in numbers if numbers.count(n) > 1})
+        if repeated:
+            raise PydanticCustomError(
+                "repeated_item",
+                "item {items} named more than once; name each item once",
+                {"items": ", ".join(str(n) for n in repeated)},
+            )
+        return numbers
 
 
 class VerificationRequest(MessageBase):

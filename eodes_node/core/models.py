@@ -131,8 +131,42 @@ DecimalString = Annotated[
     BeforeValidator(_decimal),
     WithJsonSchema({"type": "string", "pattern": r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,6})?$"}),
 ]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"\S")]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"\S")]
+# C0 control characters other than tab, line feed and carriage return. They have no
+# place in the text of a certificate, and PostgreSQL text columns cannot hold NUL.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+NO_CONTROL_SCHEMA: dict[str, Any] = {"not": {"pattern": CONTROL.pattern}}
+
+
+def no_control(value: str) -> str:
+    """Refuses C0 control characters other than tab, line feed and carriage return."""
+    found = CONTROL.search(value)
+    if found is not None:
+        raise PydanticCustomError(
+            "control_character",
+            "{value} holds the control character {character} at position {position}; "
+            "text may hold tabs and line breaks, no other control characters",
+            {
+                "value": shown(value),
+                "character": f"U+{ord(found.group()):04X}",
+                "position": found.start() + 1,
+            },
+        )
+    return value
+
+
+# Free text: not blank, and no control characters but tabs and line breaks.
+Text = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=512, pattern=r"\S"),
+    AfterValidator(no_control),
+    Field(json_schema_extra=NO_CONTROL_SCHEMA),
+]
+ShortText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"\S"),
+    AfterValidator(no_control),
+    Field(json_schema_extra=NO_CONTROL_SCHEMA),
+]
 CertificateNumber = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9/-]{3,34}$")]
 # UN/LOCODE: country code + 3 characters, e.g. KRPUS (Busan), CNSHA (Shanghai).
 LoCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[A-Z2-9]{3}$")]

@@ -213,7 +213,9 @@ def _problem(detail: ErrorDetails) -> Problem:
         if error.startswith("recursion limit exceeded"):
             return too_deep(path)
         return Problem(path, kind, f"the record is not valid JSON: {error}")
-    if kind == "string_pattern_mismatch":
+    if kind in _WHOLE_NUMBER_TYPES and _beyond_whole_numbers(value):
+        rule, template = ("number_too_large", "the number is too large (about {value})")
+    elif kind == "string_pattern_mismatch":
         default = ("format", "{value} does not have the form this field takes")
         rule, template = _PATTERNS.get(str(ctx.get("pattern")), default)
     else:
@@ -227,6 +229,15 @@ def _problem(detail: ErrorDetails) -> Problem:
                 ctx[bound] = _entries(int(ctx[bound]))
     ctx["error"] = str(ctx.get("error", "")).removeprefix("Value error, ")
     return Problem(path, rule, template.format_map(ctx))
+
+
+_WHOLE_NUMBER_TYPES = frozenset({"int_type", "int_parsing", "int_from_float"})
+
+
+def _beyond_whole_numbers(value: Any) -> bool:
+    """A whole number written in JSON beyond 64 bits: the JSON parser reads it as a
+    float, which the record's whole-number fields then refuse as not whole."""
+    return isinstance(value, float) and value.is_integer() and abs(value) >= 2**63
 
 
 class _Context(dict[str, Any]):

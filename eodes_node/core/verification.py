@@ -15,6 +15,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from eodes_node.core.messages import VerificationRequestBody
 from eodes_node.core.state import Event, Role, VerificationState, next_verification_state
 
+# How a sent message ended when the partner never took it: it failed (no receipt within
+# the retry budget) or its receipt rejected it. Such a request waits for no answer, and
+# such an answer answers nothing.
+NOT_TAKEN = frozenset({"failed", "rejected"})
+
 
 def reply_deadline(reply_due: date) -> datetime:
     """A reply is due by the end of its due day (UTC); overdue from the next midnight."""
@@ -95,8 +100,34 @@ def answered(asked: VerificationFacts, response_id: str, result: str) -> Verific
     return _step(asked, Event.VERIFICATION_ANSWERED, response_id, result)
 
 
+def answered_again(asked: VerificationFacts, response_id: str, result: str) -> VerificationMove:
+    """Our answer in place of an earlier one the partner never took: the request stays
+    answered, now by the new message."""
+    if asked.state is not VerificationState.ANSWERED:
+        return answered(asked, response_id, result)
+    return VerificationMove(
+        asked.request_id,
+        asked.role,
+        asked.number,
+        asked.reference,
+        asked.reply_due,
+        asked.state,
+        asked.state,
+        Event.VERIFICATION_ANSWERED,
+        response_id,
+        result,
+    )
+
+
 def overdue(asked: VerificationFacts) -> VerificationMove:
     return _step(asked, Event.VERIFICATION_OVERDUE, asked.request_id)
+
+
+def closed(asked: VerificationFacts) -> VerificationMove:
+    """A request of ours the partner never took leaves the overdue scan. The table has no
+    state of its own for it: it takes the one a request reaches unanswered, and a late
+    answer (to a request that failed but did arrive) is still taken."""
+    return overdue(asked)
 
 
 def folded(overlay: dict[str, VerificationFacts], moves: list[VerificationMove]) -> None:

@@ -200,8 +200,19 @@ class InMemoryStore(MemoryReports):
             self._next_history_id += 1
 
     def _check_verifications(self, moves: Sequence[VerificationMove]) -> None:
-        """As the SQL store: a request's first move in a unit must start where it is."""
-        seen: set[str] = set()
+        """As the SQL store: a new request's id must be free (the primary key: the
+        database refuses the insert, and the store reports it unavailable); a known
+        request's first move in a unit must start where it is."""
+        created: set[str] = set()
+        for move in moves:
+            if move.before is None:
+                if move.request_id in self.verifications or move.request_id in created:
+                    raise StoreUnavailable(
+                        "store: IntegrityError: UNIQUE constraint failed: "
+                        f"verification_requests.request_id ({move.request_id})"
+                    )
+                created.add(move.request_id)
+        seen: set[str] = set(created)
         for move in moves:
             if move.request_id in seen:
                 continue

@@ -316,3 +316,44 @@ def test_the_node_door_reports_rules_and_schema_in_one_pass() -> None:
         compose(Kind.COO, record, sender="KR", receiver="CN", issued_at=datetime.now(UTC))
     found = {(p.path, p.rule) for p in caught.value.problems}
     assert found == {("consignee.name", "empty"), ("items[0].rvc_percent", "rvc_unexpected")}
+
+
+def test_a_whole_number_beyond_64_bits_is_refused_as_too_large() -> None:
+    """The JSON parser reads such a number as a float: it is still no fraction."""
+    from datetime import UTC, datetime
+
+    from eodes_node.submitting import SUBMIT_KINDS, refusals
+
+    record = _eco()
+    record["items"][0]["item_number"] = 424242
+    raw = orjson.dumps(record).replace(b"424242", b"1" + b"0" * 30)
+    problems = refusals(SUBMIT_KINDS["coo"], raw, max_bytes=1 << 20, now=datetime.now(UTC))
+    assert [str(p) for p in problems] == [
+        "items[0].item_number: the number is too large (about 1e+30) [number_too_large]"
+    ]
+    raw = orjson.dumps(record).replace(b"424242", b"1.5")
+    problems = refusals(SUBMIT_KINDS["coo"], raw, max_bytes=1 << 20, now=datetime.now(UTC))
+    assert [p.rule for p in problems] == ["not_a_whole_number"]
+
+
+@pytest.mark.parametrize(
+    ("record", "first_problem"),
+    [
+        ({}, "header: this field is required [missing]"),
+        ("stray-decision", "decision: unknown field; the record format does not have it"),
+    ],
+    ids=["empty", "eco-with-a-feedback-field"],
+)
+def test_a_record_whose_fields_tell_no_other_kind_is_checked_as_an_eco_and_says_so(
+    runner: CliRunner, tmp_path: Path, record: Any, first_problem: str
+) -> None:
+    if record == "stray-decision":
+        record = _sample(runner, "coo") | {"decision": "granted"}
+    path = _file(tmp_path, "record.json", record)
+    result = runner.invoke(main, ["validate", str(path)])
+    assert result.exit_code == 1
+    head, *problems = result.stdout.splitlines()
+    assert head == (
+        f"{path}: checked as e-CO; its fields do not tell its type (--type to choose another)"
+    )
+    assert problems[0].startswith(f"{path}: {first_problem}")

@@ -332,3 +332,15 @@ def test_a_problem_names_the_value_it_refused() -> None:
     assert "{value" not in text
     assert "got '8542.32'" in text
     assert "'XX' is not an ISO 3166-1 alpha-2 country code" in text
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x07", "\x1b"])
+def test_text_with_a_control_character_is_refused_with_its_place(character: str) -> None:
+    record = as_json_dict(SampleFactory("KCFTA", seed=5, issue_date=ISSUE_DAY).certificate())
+    record["exporter"]["name"] = f"ACME{character}Ltd"
+    record["items"][0]["description"] = "Memory chips,\tpacked\r\nin trays"  # text, not control
+    with pytest.raises(InvalidRecord) as caught:
+        parse_certificate(orjson.dumps(record))
+    (problem,) = caught.value.problems
+    assert (problem.path, problem.rule) == ("exporter.name", "control_character")
+    assert f"U+{ord(character):04X} at position 5" in problem.message

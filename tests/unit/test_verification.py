@@ -27,7 +27,7 @@ from eodes_node.core.messages import (
     new_message_id,
 )
 from eodes_node.core.plan.verification import plan_overdue
-from eodes_node.core.records import as_json_dict
+from eodes_node.core.records import as_json_dict, parse_model
 from eodes_node.core.state import (
     TRANSITIONS,
     Event,
@@ -287,10 +287,20 @@ def test_a_response_record_names_the_request_by_a_message_id() -> None:
         record("VR-1")
 
 
-def test_items_of_a_request_are_named_once() -> None:
-    body = orjson.loads(request().request.model_dump_json()) | {"item_numbers": [1, 1]}
-    with pytest.raises(ValueError, match="named once"):
-        VerificationRequestBody.model_validate_json(orjson.dumps(body))
+def test_items_of_a_request_are_named_once_and_the_problem_names_the_field() -> None:
+    message = orjson.loads(request().model_dump_json())
+    message["request"]["item_numbers"] = [1, 2, 1, 3, 2]
+    with pytest.raises(InvalidRecord) as caught:
+        parse_model(VerificationRequest, orjson.dumps(message))
+    assert [(p.path, p.rule, p.message) for p in caught.value.problems] == [
+        (
+            "request.item_numbers",
+            "repeated_item",
+            "item 1, 2 named more than once; name each item once",
+        )
+    ]
+    schema = VerificationRequestBody.model_json_schema()
+    assert schema["properties"]["item_numbers"]["uniqueItems"] is True
 
 
 # -- the overdue plan ------------------------------------------------------------------

@@ -125,11 +125,19 @@ def query(opening: Opening, identity: Identity) -> FactsQuery:
         certificates=tuple(sorted(keys)),
         outbound_ids=tuple(entries),
         verification_ids=tuple(
-            o.message.correlation_id
-            for _, o in opening.others
-            if isinstance(o.message, VerificationResponse)
+            request_id for _, o in opening.others if (request_id := _verification_id(o.message))
         ),
     )
+
+
+def _verification_id(message: MessageBase) -> str | None:
+    """The verification row a message needs: the request a response answers, or the row
+    that may already hold a request's id (ours share the table)."""
+    if isinstance(message, VerificationResponse):
+        return message.correlation_id
+    if isinstance(message, VerificationRequest):
+        return message.message_id
+    return None
 
 
 def plan(
@@ -222,7 +230,7 @@ class _InboundPlanner:
                 prior=prior,
                 certificate=self.certs.get(key) if key else None,
                 referenced=self.certs.get(replaced) if replaced else None,
-                verification=self.asked.get(m.correlation_id or ""),
+                verification=self.asked.get(_verification_id(m) or ""),
             )
         except InvalidMessage as exc:
             self._reject(delivery, opened, prior, exc)

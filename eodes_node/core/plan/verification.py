@@ -10,6 +10,7 @@ event, as any local record.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,7 +33,14 @@ from eodes_node.core.plan.common import Identity, Plan, RetryPolicy, item, recor
 from eodes_node.core.plan.local import parse_body, record_json, send
 from eodes_node.core.records import parse_model
 from eodes_node.core.state import Event, IllegalVerificationStep, Role
-from eodes_node.core.verification import VerificationFacts, VerificationMove, folded, overdue
+from eodes_node.core.verification import (
+    NOT_TAKEN,
+    VerificationFacts,
+    VerificationMove,
+    closed,
+    folded,
+    overdue,
+)
 from eodes_node.core.work import Delivery, Facts, FactsQuery
 from eodes_node.errors import InvalidRecord, Problem
 
@@ -69,9 +77,26 @@ class ReadyResponse:
         return self.record.certificate_number
 
     @property
-    def local_key(self) -> str:
-        # One answer per request: a second one with other content is refused.
-        return f"{RESPONSE.value}:{self.record.correlation_id}"
+    def request_id(self) -> str:
+        return self.record.correlation_id
+
+
+# One answer per request, but an answer the partner never took (it failed or was
+# rejected) answers nothing, and the next one takes its place, up to this many in all.
+MAX_ANSWERS = 10
+
+
+def answer_key(request_id: str, attempt: int) -> str:
+    """The local key of our ``attempt``-th answer to a request (the first: 1)."""
+    key = f"{RESPONSE.value}:{request_id}"
+    return key if attempt == 1 else f"{key}/{attempt}"
+
+
+def answer_id(request_id: str, attempt: int) -> str:
+    """The message id of our ``attempt``-th answer to a request. It follows from the
+    request's id, so the records door learns how the earlier answers ended in the same
+    trip to the store as every other fact of the batch."""
+    return str(uuid.uuid5(uuid.UUID(request_id), f"{RESPONSE.value}/{attempt}"))
 
 
 def parse_request(delivery: Delivery, max_bytes: int) -> ReadyRequest:
@@ -94,10 +119,13 @@ def request_query(ready: Sequence[ReadyRequest]) -> FactsQuery:
 
 
 def response_query(ready: Sequence[ReadyResponse]) -> FactsQuery:
+    requests = sorted({r.request_id for r in ready})
+    attempts = range(1, MAX_ANSWERS + 1)
     return FactsQuery(
-        local_keys=tuple(r.local_key for r in ready),
+        local_keys=tuple(answer_key(rid, n) for rid in requests for n in attempts),
         certificates=tuple((_EXPORTER, n) for n in sorted({r.number for r in ready})),
-        verification_ids=tuple(sorted({r.record.correlation_id for r in ready})),
+        outbound_ids=tuple(answer_id(rid, n) for rid in requests for n in attempts),
+        verification_ids=tuple(requests),
     )
 
 
@@ -120,14 +148,20 @@ class Batch:
     known: dict[str, tuple[str, str]]
     certs: dict[tuple[str, str], CertFacts]
     asked: dict[str, VerificationFacts]
+    ended: dict[str, str]  # how our sent messages stand: pending, delivered, failed...
 
     @classmethod
     def of(cls, facts: Facts) -> Batch:
-        return cls(dict(facts.local_keys), dict(facts.certificates), dict(facts.verifications))
+        return cls(
+            dict(facts.local_keys),
+            dict(facts.certificates),
+            dict(facts.verifications),
+            {mid: sent.status for mid, sent in facts.outbound.items()},
+        )
 
-    def seen(self, result: Plan, ready: ReadyRequest | ReadyResponse, kind: Kind) -> bool:
+    def seen(self, result: Plan, ready: ReadyRequest | ReadyResponse, local_key: str) -> bool:
         """True when the same record was taken before: it is sent once."""
-        first = self.known.get(ready.local_key)
+        first = self.known.get(local_key)
         if first is None or first[1] != ready.digest:
             return False
         result.note(
@@ -135,10 +169,18 @@ class Batch:
             "local_duplicate_ignored",
             ready.delivery.message_id,
             ready.number,
-            kind=kind.value,
+            kind=(REQUEST if isinstance(ready, ReadyRequest) else RESPONSE).value,
             first_message_id=first[0],
         )
         return True
+
+    def last_answer(self, request_id: str) -> tuple[int, tuple[str, str] | None]:
+        """How many answers we gave a request, and the last one (message id, digest)."""
+        attempt, last = 0, None
+        while attempt < MAX_ANSWERS and answer_key(request_id, attempt + 1) in self.known:
+            attempt += 1
+            last = self.known[answer_key(request_id, attempt)]
+        return attempt, last
 
 
 def plan_request(
@@ -151,7 +193,7 @@ def plan_request(
 ) -> None:
     """Sign and send the clearance system's request; ``InvalidRecord`` refuses it."""
     number, message_id = ready.number, new_message_id()
-    if batch.seen(result, ready, REQUEST):
+    if batch.seen(result, ready, ready.local_key):
         return
     if ready.local_key in batch.known:
         raise InvalidRecord(
@@ -174,7 +216,8 @@ def plan_request(
         issued_at=issued_now(now),
         request=ready.body,
     )
-    _send(result, batch, identity, message, REQUEST, ready, now, retry, cert_move, asked)
+    moves = (cert_move, asked)
+    _send(result, batch, identity, message, REQUEST, ready, ready.local_key, now, retry, moves)
     result.note(
         "info",
         "verification_request_accepted",
@@ -193,27 +236,44 @@ def plan_response(
     now: datetime,
     retry: RetryPolicy,
 ) -> None:
-    """Sign and send the issuing system's answer; ``InvalidRecord`` refuses it."""
-    number, message_id = ready.number, new_message_id()
-    if batch.seen(result, ready, RESPONSE):
-        return
-    if ready.local_key in batch.known:
+    """Sign and send the issuing system's answer; ``InvalidRecord`` refuses it.
+
+    A request is answered once. An answer the partner never took (its message failed or
+    was rejected) answers nothing: the same record or a corrected one is then sent as a
+    new answer, in its place."""
+    number, request_id = ready.number, ready.request_id
+    attempt, last = batch.last_answer(request_id)
+    replacing = last is not None and batch.ended.get(last[0]) in NOT_TAKEN
+    if last is not None and not replacing:
+        if batch.seen(result, ready, answer_key(request_id, attempt)):
+            return
         raise InvalidRecord(
             [
                 Problem(
                     "correlation_id",
                     "already_answered",
-                    f"request {ready.record.correlation_id} was already answered "
-                    "with other content",
+                    f"request {request_id} was already answered with other content",
                 )
             ]
         )
-    request_id = ready.record.correlation_id
+    if attempt == MAX_ANSWERS:
+        raise InvalidRecord(
+            [
+                Problem(
+                    "correlation_id",
+                    "too_many_answers",
+                    f"request {request_id} was answered {MAX_ANSWERS} times and the partner "
+                    "took none of the answers; settle it with the partner another way",
+                )
+            ]
+        )
+    message_id = answer_id(request_id, attempt + 1)
     cert_move, step = decide_local_verification_response(
         ready.record,
         batch.asked.get(request_id),
         batch.certs.get((_EXPORTER, number)),
         message_id,
+        replacing=replacing,
     )
     message = VerificationResponse(
         message_id=message_id,
@@ -223,7 +283,9 @@ def plan_response(
         correlation_id=request_id,
         response=ready.record.body(),
     )
-    _send(result, batch, identity, message, RESPONSE, ready, now, retry, cert_move, step)
+    local_key = answer_key(request_id, attempt + 1)
+    moves = (cert_move, step)
+    _send(result, batch, identity, message, RESPONSE, ready, local_key, now, retry, moves)
     result.note(
         "info",
         "verification_response_accepted",
@@ -231,6 +293,7 @@ def plan_response(
         number,
         request_id=request_id,
         result=ready.record.result.value,
+        **({"replaces": last[0]} if replacing and last is not None else {}),
     )
 
 
@@ -241,14 +304,15 @@ def _send(
     message: VerificationRequest | VerificationResponse,
     kind: Kind,
     ready: ReadyRequest | ReadyResponse,
+    local_key: str,
     now: datetime,
     retry: RetryPolicy,
-    cert_move: Transition,
-    step: VerificationMove,
+    moves: tuple[Transition, VerificationMove],
 ) -> None:
+    cert_move, step = moves
     applied(batch.certs, [cert_move])
     folded(batch.asked, [step])
-    batch.known[ready.local_key] = (message.message_id, ready.digest)
+    batch.known[local_key] = (message.message_id, ready.digest)
     result.verifications.append(step)
     send(
         result,
@@ -256,7 +320,7 @@ def _send(
         message,
         kind,
         number=ready.number,
-        local_key=ready.local_key,
+        local_key=local_key,
         record_digest=ready.digest,
         moves=[cert_move],
         now=now,
@@ -265,24 +329,41 @@ def _send(
 
 
 def overdue_query(requests: Sequence[VerificationFacts]) -> FactsQuery:
+    # A request's id is the id of the message that carried it: how that one ended.
+    ids = tuple(r.request_id for r in requests)
     return FactsQuery(
         certificates=tuple(sorted({(_IMPORTER, r.number) for r in requests})),
-        verification_ids=tuple(r.request_id for r in requests),
+        outbound_ids=ids,
+        verification_ids=ids,
     )
 
 
 def plan_overdue(requests: Sequence[VerificationFacts], facts: Facts) -> Plan:
     """Requests we sent whose reply due date passed unanswered: each becomes overdue
     once, with one ``overdue`` event for all of them. A request answered meanwhile (the
-    facts are fresher than the scan) is left alone."""
+    facts are fresher than the scan) is left alone. A request the partner never took
+    (its message failed or was rejected, and the local system had that event) waits
+    for no answer: it is closed without a notice."""
     result = Plan()
     certs = dict(facts.certificates)
     entries = []
     for scanned in requests:
         asked = facts.verifications.get(scanned.request_id, scanned)
+        sent = facts.outbound.get(asked.request_id)
+        ended = sent.status if sent is not None else None
         try:
-            result.verifications.append(overdue(asked))
+            result.verifications.append(closed(asked) if ended in NOT_TAKEN else overdue(asked))
         except IllegalVerificationStep:
+            continue
+        if ended in NOT_TAKEN:
+            result.note(
+                "info",
+                "verification_request_closed",
+                asked.request_id,
+                asked.number,
+                reference=asked.reference,
+                message_status=ended,
+            )
             continue
         # Every importer state has the row: a request is owed its notice whatever
         # happened to the certificate since.
