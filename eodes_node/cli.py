@@ -13,6 +13,7 @@ import click
 import orjson
 
 from eodes_node.cli_keys import DATE
+from eodes_node.cli_options import CONFIG, node_config
 from eodes_node.config import LimitsSection
 from eodes_node.core.envelope import open_envelope, seal
 from eodes_node.core.jws import ALGORITHMS, Algorithm, KeySet, PrivateKey
@@ -258,26 +259,8 @@ def schemas(out_dir: Path) -> None:
         click.echo(str(path))
 
 
-def _config(path: Path) -> Any:
-    from eodes_node.config import load_config
-
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-CONFIG_OPTION = click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Node configuration (TOML).",
-)
-
-
 @main.command()
-@CONFIG_OPTION
+@CONFIG
 def run(config_path: Path) -> None:
     """Run the node until SIGTERM or SIGINT; in-flight work is drained first."""
     import asyncio
@@ -286,7 +269,7 @@ def run(config_path: Path) -> None:
     from eodes_node.errors import StoreUnavailable
     from eodes_node.logs import configure
 
-    config = _config(config_path)
+    config = node_config(config_path)
     configure(config.logging.level, config.logging.format)
     # The store runs on its own thread; hand the GIL over sooner than the default 5 ms so
     # a store call does not wait behind the event loop for its turn.

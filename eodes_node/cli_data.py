@@ -11,19 +11,13 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
-from eodes_node.config import NodeConfig, load_config
+from eodes_node.cli_options import CONFIG, node_config
+from eodes_node.config import NodeConfig
 from eodes_node.errors import ConfigError
 
 if TYPE_CHECKING:
     from eodes_node.adapters.sql import StoreSettings
 
-CONFIG = click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Node configuration (TOML).",
-)
 
 POSTGRES_BACKUP = (
     "store {url} is PostgreSQL: back it up with the database's own tools, e.g.\n"
@@ -31,13 +25,6 @@ POSTGRES_BACKUP = (
     "  pg_restore --clean --if-exists --dbname=DBNAME eodes.dump   (node stopped)\n"
     "and keep the dump readable by its owner only (it holds tax ids)."
 )
-
-
-def _config(path: Path) -> NodeConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _sqlite_file(config: NodeConfig) -> Path:
@@ -67,7 +54,7 @@ def backup(config_path: Path, target: Path) -> None:
     """Copy the SQLite store to a new file (mode 0600), while the node runs or not."""
     from eodes_node.adapters.sql import backup as files
 
-    db = _sqlite_file(_config(config_path))
+    db = _sqlite_file(node_config(config_path))
     try:
         copied = files.backup(db, target)
     except ConfigError as exc:
@@ -93,7 +80,7 @@ def restore(config_path: Path, source: Path) -> None:
     from eodes_node.adapters.sql import backup as files
     from eodes_node.adapters.sql.files import StoreInUse
 
-    db = _sqlite_file(_config(config_path))
+    db = _sqlite_file(node_config(config_path))
     try:
         copied, aside = files.restore(db, source)
     except StoreInUse as exc:
@@ -147,7 +134,7 @@ def prune(config_path: Path, before: datetime, archive: Path | None, discard: bo
     past the retention period; their signed messages go to --archive first."""
     if (archive is None) == (not discard):
         raise click.UsageError("give --archive FILE, or --discard to keep no archive")
-    config = _config(config_path)
+    config = node_config(config_path)
     cutoff = before.replace(tzinfo=UTC)
     now = datetime.now(UTC)
     limit, reason = prune_limit(config, now)

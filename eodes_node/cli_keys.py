@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from eodes_node.config import NodeConfig, load_config
+from eodes_node.cli_options import CONFIG, node_config
 from eodes_node.core.jws import ALGORITHMS, Algorithm, KeySet, PublicKey
 from eodes_node.core.validity import window_problem
 from eodes_node.errors import ConfigError
@@ -67,22 +67,6 @@ def _now() -> int:
     return int(datetime.now(UTC).timestamp())
 
 
-def _config(path: Path) -> NodeConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-CONFIG = click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Node configuration (TOML).",
-)
-
-
 @click.group()
 def keys() -> None:
     """Rotate, revoke and list keys; a running node reloads them on SIGHUP."""
@@ -105,7 +89,7 @@ def rotate(
     config_path: Path, overlap_days: float, expires: int | None, alg: Algorithm | None
 ) -> None:
     """Make a new key pair; publish old and new; the new one signs after SIGHUP."""
-    config = _config(config_path)
+    config = node_config(config_path)
     try:
         done = rotate_keys(
             config.keys.private_key,
@@ -135,7 +119,7 @@ def rotate(
 @click.option("--force", is_flag=True, help="Revoke even our signing key.")
 def revoke(config_path: Path, kid: str, force: bool) -> None:
     """Set our key KID's exp to now in our JWK Set; send it to the partner."""
-    config = _config(config_path)
+    config = node_config(config_path)
     try:
         revoked = revoke_key(config.keys.private_key, kid, now=_now(), force=force)
     except ConfigError as exc:
@@ -161,7 +145,7 @@ def _status(key: PublicKey, now: int) -> str:
 @CONFIG
 def list_keys(config_path: Path) -> None:
     """Show our keys and the partner's pinned ones, with their validity."""
-    config = _config(config_path)
+    config = node_config(config_path)
     try:
         signing = read_private_key(config.keys.private_key)
         ours = read_own_jwks(config.keys.private_key, signing)

@@ -58,7 +58,7 @@ def sample(**options: Any) -> None:
     A cancellation or feedback refers to the certificates in --for, else to the e-COs the
     same options print (same --seed, same certificates).
     """
-    from eodes_node.cli import _config
+    from eodes_node.cli_options import node_config as _config
     from eodes_node.samples.choose import factory_for, sample_records
 
     config = _config(options["config_path"]) if options["config_path"] else None
@@ -131,7 +131,8 @@ def submit(config_path: Path, kind_name: str, no_validate: bool, files: tuple[st
     """
     import asyncio
 
-    from eodes_node.cli import _config, _fail, _read, _records
+    from eodes_node.cli import _fail, _read, _records
+    from eodes_node.cli_options import node_config as _config
     from eodes_node.errors import TransientError
     from eodes_node.submitting import CLEARANCE_KINDS, SUBMIT_KINDS, publish_records, refusals
     from eodes_node.topology import Topology
@@ -244,7 +245,7 @@ def conformance(**options: Any) -> None:
     import asyncio
     import time
 
-    from eodes_node.cli import _config
+    from eodes_node.cli_options import node_config as _config
     from eodes_node.conformance import KitError, KitOptions, junit, run_kit, summary, table
 
     config = _config(options["config_path"])

@@ -15,7 +15,8 @@ import orjson
 
 from eodes_node.adapters.http import views
 from eodes_node.adapters.http.access import Role
-from eodes_node.config import NodeConfig, load_config
+from eodes_node.cli_options import CONFIG, node_config
+from eodes_node.config import NodeConfig
 from eodes_node.errors import ConfigError, TransientError
 from eodes_node.operator_client import NodeApi, OperatorError
 from eodes_node.ports import CertificateDetail, CertificateFilter
@@ -24,21 +25,7 @@ from eodes_node.service.repairs import DOORS
 
 T = TypeVar("T")
 
-CONFIG = click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Node configuration (TOML).",
-)
 AS_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API does.")
-
-
-def _config(path: Path) -> NodeConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -72,7 +59,7 @@ def _dump(value: Any) -> None:
 def status(config_path: Path, as_json: bool, certificate_number: str) -> None:
     """A certificate's state and history, each message with its receipt code and text,
     the feedback per item with reasons, and the cancellation reason."""
-    config = _config(config_path)
+    config = node_config(config_path)
     found: list[CertificateDetail] = _run(
         lambda: _with_reports(config, lambda r: r.certificate(certificate_number))
     )
@@ -122,7 +109,7 @@ def list_(
         number=number,
         limit=limit,
     )
-    config = _config(config_path)
+    config = node_config(config_path)
     page = _run(lambda: _with_reports(config, lambda r: r.certificates(where)))
     if as_json:
         _dump(views.page(page))
@@ -144,7 +131,7 @@ def _day(value: Any) -> date | None:
 @click.argument("certificate_number")
 def resend(config_path: Path, certificate_number: str) -> None:
     """Send a failed or rejected certificate again (through the running node)."""
-    config = _config(config_path)
+    config = node_config(config_path)
 
     async def work() -> Any:
         return await NodeApi(config, Role.OPERATOR).call(
@@ -164,7 +151,7 @@ def resend(config_path: Path, certificate_number: str) -> None:
 @click.option("--limit", type=click.IntRange(1, 10_000), default=1000, show_default=True)
 def replay_dead(config_path: Path, door: str, limit: int) -> None:
     """Move a door's dead letters back into it, to be handled again (after a fix)."""
-    config = _config(config_path)
+    config = node_config(config_path)
 
     async def work() -> Any:
         return await NodeApi(config, Role.OPERATOR).call(
@@ -181,7 +168,7 @@ def replay_dead(config_path: Path, door: str, limit: int) -> None:
 @AS_JSON
 def events(config_path: Path, follow: bool, as_json: bool) -> None:
     """The node's recent events as readable lines; --follow keeps tailing them."""
-    config = _config(config_path)
+    config = node_config(config_path)
     live = "true" if follow else "false"
 
     async def work() -> None:

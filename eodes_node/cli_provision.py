@@ -71,7 +71,7 @@ def broker_setup(
     --print, the definitions are printed for `rabbitmqctl import_definitions` or the
     management UI's import; nothing is changed.
     """
-    from eodes_node.cli import _config
+    from eodes_node.cli_options import node_config as _config
     from eodes_node.provision import (
         ProvisionError,
         definitions,
