@@ -103,8 +103,14 @@ async def test_roles_and_tokens(served: Any) -> None:
 
 
 def test_token_lists_are_checked() -> None:
-    with pytest.raises(ConfigError, match="role must be viewer or operator, got 'admin'"):
+    with pytest.raises(ConfigError, match="entry 1: must start with its role"):
         parse_tokens("admin:" + "x" * 20, where="http.tokens")
+    # A line holding only a token must not put that token in the error (and the journal).
+    secret = "s3cr3t-token-value-0123456789"
+    with pytest.raises(ConfigError) as refused:
+        parse_tokens(f"viewer:{VIEWER}\n{secret}", where="http.tokens_file")
+    assert "entry 2" in str(refused.value)
+    assert secret not in str(refused.value)
     with pytest.raises(ConfigError, match="at least 16 characters"):
         parse_tokens("viewer:short", where="http.tokens")
     entries = parse_tokens(f"# ops\noperator:{OPERATOR}:alice\n\nviewer:{VIEWER}", where="f")

@@ -45,8 +45,10 @@ def parse_tokens(text: str, *, where: str) -> list[tuple[str, Principal]]:
         try:
             role = Role[role_name.strip().upper()]
         except KeyError:
+            # Not echoed: an entry without its role starts with the token itself.
             raise ConfigError(
-                f"{where} entry {n}: role must be viewer or operator, got {role_name.strip()!r}"
+                f"{where} entry {n}: must start with its role, viewer: or operator: "
+                "(the entry is not shown, it may hold a token)"
             ) from None
         token = token.strip()
         if len(token) < MIN_TOKEN_LENGTH:
