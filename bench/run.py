@@ -28,6 +28,7 @@ import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from pages import measure as measure_pages
+from pydantic import TypeAdapter
 
 from eodes_node.core.envelope import seal
 from eodes_node.core.jws import KeySet, PrivateKey
@@ -458,13 +459,23 @@ def machine() -> dict[str, Any]:
     }
 
 
+def http_on() -> bool:
+    """Whether the nodes serve HTTP: they inherit the environment, so
+    ``EODES_HTTP_ENABLED=true EODES_HTTP_PORT=0`` turns it on, parsed as the node does."""
+    return TypeAdapter(bool).validate_python(os.environ.get("EODES_HTTP_ENABLED", "false"))
+
+
 async def main(quick: bool) -> int:
     plan = QUICK if quick else FULL
     run = ROOT / "var" / "bench" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run.mkdir(parents=True)
     records = Records()
     body = median_envelope()
-    say(f"bench: {'quick' if quick else 'full'} run; relay message size {len(body)} bytes")
+    http = http_on()
+    say(
+        f"bench: {'quick' if quick else 'full'} run; relay message size {len(body)} bytes; "
+        f"HTTP side {'on' if http else 'off'} in the nodes"
+    )
     ceiling_rate = await ceiling(plan, body)
     rates = []
     for i in range(plan.repeats):
@@ -491,6 +502,7 @@ async def main(quick: bool) -> int:
         "repeats": plan.repeats,
         "node_runs_per_s": [round(r, 1) for r in rates],
         "quick": quick,
+        "http": http,
         "machine": machine(),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
