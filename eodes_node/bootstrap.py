@@ -7,6 +7,7 @@ import functools
 from eodes_node.adapters.amqp import AmqpBroker
 from eodes_node.adapters.clock import SystemClock
 from eodes_node.adapters.sql import SqlStore, StoreSettings
+from eodes_node.adapters.sql.leadership import PgLeadership
 from eodes_node.config import NodeConfig
 from eodes_node.keyfiles import KeyMaterial, load_key_material
 from eodes_node.ports import Broker, Clock, NodeStore
@@ -48,16 +49,19 @@ def build_node(
         clock = SystemClock()
     keys = load_keys(config, clock)
     identity = load_identity(config, keys)
+    leadership = None
     if store is None:
-        store = SqlStore(
-            config.store.url,
-            clock=clock,
-            settings=StoreSettings(**config.store.model_dump(exclude={"url"})),
-        )
+        settings = StoreSettings(**config.store.model_dump(exclude={"url"}))
+        if config.store.url.startswith("postgresql"):
+            # Several instances of the link may share the database: one is active.
+            link = f"{config.node.country}:{config.node.partner}:{config.node.namespace}"
+            leadership = PgLeadership(config.store.url, link, clock=clock, settings=settings)
+        store = SqlStore(config.store.url, clock=clock, settings=settings, leadership=leadership)
     if broker is None:
         broker = _amqp_broker(config, identity)
     service = NodeService(identity, store, broker, clock, retry=config.retry, limits=config.limits)
     node = Node(config, service, store=store, broker=broker, clock=clock)
+    node.leadership = leadership
     # The operator surface: reports, repairs, metrics, and the HTTP side when enabled.
     attach_surface(node, keys.published, keys.partner)
     # SIGHUP reads the key files again (rotation, revocation, a partner's new JWK Set).

@@ -315,3 +315,6 @@ main.add_command(backup)
 main.add_command(restore)
 main.add_command(prune)
 main.add_command(verify_archive)
+from eodes_node.cli_audit import audit  # noqa: E402
+
+main.add_command(audit)

@@ -30,15 +30,22 @@ POSTGRES_BACKUP = (
 def _sqlite_file(config: NodeConfig) -> Path:
     """The store's database file; PostgreSQL is refused with what to use instead."""
     from eodes_node.adapters.sql.files import sqlite_path
+    from eodes_node.adapters.sql.urls import masked_url
 
     url = config.store.url
     db = sqlite_path(url)
     if db is not None:
         return db
     if url.startswith("postgresql"):
-        host = url.split("@", 1)[-1]  # never print the password
-        raise click.ClickException(POSTGRES_BACKUP.format(url=host))
-    raise click.ClickException(f"store url {url!r} is not a file that can be backed up")
+        raise click.ClickException(POSTGRES_BACKUP.format(url=masked_url(url)))
+    raise click.ClickException(f"store url {masked_url(url)!r} is not a file that can be backed up")
+
+
+def _failed(exc: Exception) -> click.ClickException:
+    """An error for the operator, without any password a store url in it carries."""
+    from eodes_node.adapters.sql.urls import scrub
+
+    return click.ClickException(scrub(str(exc)))
 
 
 @click.command()
@@ -58,7 +65,7 @@ def backup(config_path: Path, target: Path) -> None:
     try:
         copied = files.backup(db, target)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _failed(exc) from None
     click.echo(
         f"backup: {copied.path} ({copied.size} bytes, {copied.certificates} certificate "
         f"row(s), mode 0600)"
@@ -80,16 +87,27 @@ def restore(config_path: Path, source: Path) -> None:
     from eodes_node.adapters.sql import backup as files
     from eodes_node.adapters.sql.files import StoreInUse
 
-    db = _sqlite_file(node_config(config_path))
+    config = node_config(config_path)
+    db = _sqlite_file(config)
     try:
         copied, aside = files.restore(db, source)
     except StoreInUse as exc:
         raise click.ClickException(f"{exc}; stop the node before a restore") from None
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise _failed(exc) from None
     click.echo(f"restored: {db} from {source} ({copied.certificates} certificate row(s))")
     if aside is not None:
         click.echo(f"the replaced store is kept as {aside}")
+    max_age = config.limits.max_age_s
+    stale = files.unsettled_before(db, datetime.now(UTC).timestamp() - max_age)
+    if stale:
+        click.echo(
+            f"warning: {stale} unsent or unsettled message(s) in the backup are older than "
+            f"limits.max_age_s = {max_age:.0f} s: the partner refuses them as too old "
+            "(CLOCK_SKEW) instead of answering with its earlier receipt; settle them with "
+            "the partner by hand (see README, Backup and retention)",
+            err=True,
+        )
     click.echo(
         "what the node took in after the backup was taken is not in it: messages it had "
         "sent but not settled go out again, but certificates submitted after the backup are "
@@ -105,12 +123,17 @@ def _settings(config: NodeConfig) -> StoreSettings:
 
 def prune_limit(config: NodeConfig, now: datetime) -> tuple[datetime, str]:
     """The latest cut-off allowed, and the setting that decides it: the legal retention,
-    or the replay window if that is longer (a message younger than it is still a
-    duplicate to recognise)."""
+    or the replay window if that is longer. A message is accepted up to ``max_age_s``
+    after its stated time, and that time may lie ``max_future_skew_s`` ahead of ours, so
+    its duplicate must be recognised that long after we received it."""
+    limits = config.limits
     retention = timedelta(days=config.store.retention_days)
-    window = timedelta(seconds=config.limits.max_age_s)
+    window = timedelta(seconds=limits.max_age_s + limits.max_future_skew_s)
     if window > retention:
-        return now - window, f"the replay window limits.max_age_s = {config.limits.max_age_s:.0f}"
+        return now - window, (
+            f"the replay window limits.max_age_s + limits.max_future_skew_s = "
+            f"{limits.max_age_s:.0f} + {limits.max_future_skew_s:.0f} s"
+        )
     return now - retention, f"the retention period store.retention_days = {retention.days}"
 
 
@@ -158,7 +181,7 @@ def _run_prune(
     from eodes_node.adapters.sql import make_engine
     from eodes_node.adapters.sql.audit import verify_chain
     from eodes_node.adapters.sql.files import sqlite_path
-    from eodes_node.adapters.sql.prune import open_archive, prune
+    from eodes_node.adapters.sql.prune import open_archive, prune_store
     from eodes_node.adapters.sql.schema import migrate
     from eodes_node.adapters.sql.statements import map_errors
     from eodes_node.errors import LocalError, TransientError
@@ -166,24 +189,25 @@ def _run_prune(
     db = sqlite_path(config.store.url)
     if db is not None and not db.is_file():
         raise click.ClickException(f"store {db} does not exist; nothing to prune")
-    engine = make_engine(config.store.url, _settings(config))
+    engine = None
     try:
+        engine = make_engine(config.store.url, _settings(config))
         with map_errors():
             with engine.begin() as conn:
                 migrate(conn)
             archive = open_archive(archive_path) if archive_path is not None else None
             try:
-                with engine.begin() as conn:
-                    pruned = prune(conn, before, now, archive)
+                pruned = prune_store(engine, before, now, archive)
             finally:
                 if archive is not None:
                     archive.close()
             with engine.connect() as conn:
                 checked = verify_chain(conn)
-    except (LocalError, TransientError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except (LocalError, TransientError, OSError) as exc:
+        raise _failed(exc) from None
     finally:
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()
     return pruned, checked
 
 
@@ -234,6 +258,7 @@ def verify_archive(archive: Path, jwks_files: tuple[Path, ...]) -> None:
 def archived_line_problem(line: bytes, key_sets: list[Any]) -> tuple[str | None, str]:
     """What is wrong with one archive line (None if nothing), and its record type."""
     from eodes_node.core.jws import verify_compact
+    from eodes_node.core.validity import window_problem
     from eodes_node.errors import PeerError, RejectionCode
 
     try:
@@ -254,7 +279,17 @@ def archived_line_problem(line: bytes, key_sets: list[Any]) -> tuple[str | None,
             if exc.code != RejectionCode.UNKNOWN_KEY or reason == "no JWK Set given":
                 reason = f"message {message_id}: {exc.code}: {exc.reason}"
             continue
-        if orjson.loads(verified.payload).get("message_id") != message_id:
+        payload = orjson.loads(verified.payload)
+        if payload.get("message_id") != message_id:
             return f"message {message_id}: the signed payload carries another id", record
+        # Judged when it was signed: a key revoked since signs nothing after its revocation.
+        try:
+            issued_at = int(datetime.fromisoformat(str(payload["issued_at"])).timestamp())
+        except (KeyError, ValueError):
+            return f"message {message_id}: the signed payload has no issued_at", record
+        outside = window_problem(keys.keys[verified.kid], issued_at)
+        if outside is not None:
+            code = RejectionCode.KEY_NOT_VALID
+            return f"message {message_id}: {code}: {outside} when it was issued", record
         return None, record
     return reason, record

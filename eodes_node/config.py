@@ -75,6 +75,9 @@ class StoreSection(Section):
     wal_truncate_mb: Annotated[float, Field(gt=0)] = 16.0
     # Legal retention: `eodes-node prune` keeps everything younger than this many days.
     retention_days: Annotated[int, Field(ge=1, le=100 * 366)] = 3653
+    # PostgreSQL, several instances of one link: how often a standby tries to take over
+    # and the active one checks it still holds the link (a takeover waits about this long).
+    standby_poll_s: Annotated[float, Field(gt=0, le=60)] = 2.0
 
 
 class RetrySection(Section):

@@ -109,5 +109,10 @@ class StoreUnavailable(TransientError):
     """The store could not commit in time."""
 
 
+class LeadershipLost(StoreUnavailable):
+    """Another instance of this link took over the store (PostgreSQL active/standby):
+    this one may no longer write, and stops."""
+
+
 class StoreConflict(TransientError):
     """A decision was based on a state that another commit changed; decide again."""

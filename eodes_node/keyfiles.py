@@ -27,13 +27,19 @@ from eodes_node.errors import ConfigError
 
 __all__ = [
     "KeyMaterial",
+    "Reload",
     "Rotation",
     "archive_path",
+    "follow_published_window",
     "load_key_material",
+    "load_own_keys",
+    "load_partner_keys",
     "own_jwks_path",
     "read_own_jwks",
+    "reload_key_material",
     "revoke_key",
     "rotate_keys",
+    "windowed",
     "write_jwks",
     "write_private_key",
 ]
@@ -113,39 +119,109 @@ def read_own_jwks(private_key: Path, key: PrivateKey) -> KeySet:
     return published
 
 
+def windowed(key: PrivateKey, published: PublicKey) -> PrivateKey:
+    """Our private key whose ``public`` is the key as we publish it, window included: the
+    core reads that window each time it is about to sign (``core.plan.common``)."""
+    if published.kid != key.kid:
+        raise ValueError(f"{published.kid} is not the public half of {key.kid}")
+    signing = PrivateKey(key.alg, key.key)
+    object.__setattr__(signing, "public", published)  # as PrivateKey.__post_init__ sets it
+    return signing
+
+
 @dataclass(frozen=True, slots=True)
 class KeyMaterial:
-    """What a node signs and verifies with: swapped whole on reload, never piecemeal."""
+    """What a node signs and verifies with."""
 
-    key: PrivateKey
+    key: PrivateKey  # its ``public`` is ``own``
     own: PublicKey  # our signing key as published, with its validity window
     published: KeySet  # our whole JWK Set (what the partner pins)
     partner: KeySet
 
 
+def load_own_keys(private_key: Path) -> tuple[PrivateKey, KeySet]:
+    """Our signing key (carrying its published window) and our whole JWK Set."""
+    key = read_private_key(private_key)
+    published = read_own_jwks(private_key, key)
+    return windowed(key, published.keys[key.kid]), published
+
+
+def load_partner_keys(partner_jwks: Path, partner: str, own_kid: str) -> KeySet:
+    """The partner's pinned JWK Set; refused when it holds our own signing key."""
+    partner_keys = read_jwks(partner_jwks, owner=partner)
+    if own_kid in partner_keys.keys:
+        # Both nodes would then take a message signed with our key as the partner's:
+        # each side accepts its own forgeries.
+        raise ConfigError(
+            f"the partner's JWK Set {partner_jwks} holds our own public key "
+            f"{own_kid} ([keys] private_key): pin the keys {partner}'s operators "
+            "sent, never ours"
+        )
+    return partner_keys
+
+
 def load_key_material(
     private_key: Path, partner_jwks: Path, partner: str, *, now: int
 ) -> KeyMaterial:
-    """Read and check our key, our JWK Set and the partner's; refuse a key we may not use."""
-    key = read_private_key(private_key)
-    published = read_own_jwks(private_key, key)
-    own = published.keys[key.kid]
-    problem = window_problem(own, now)
+    """Read and check our key, our JWK Set and the partner's, at start-up: a node does
+    not start with a key it may not sign with."""
+    key, published = load_own_keys(private_key)
+    problem = window_problem(key.public, now)
     if problem is not None:
         raise ConfigError(
             f"our signing key may not sign now: {problem} (see {own_jwks_path(private_key)}); "
             "run `eodes-node keys rotate`"
         )
-    partner_keys = read_jwks(partner_jwks, owner=partner)
-    if key.kid in partner_keys.keys:
-        # Both nodes would then take a message signed with our key as the partner's:
-        # each side accepts its own forgeries.
-        raise ConfigError(
-            f"the partner's JWK Set {partner_jwks} holds our own public key "
-            f"{key.kid} ([keys] private_key): pin the keys {partner}'s operators "
-            "sent, never ours"
-        )
-    return KeyMaterial(key, own, published, partner_keys)
+    partner_keys = load_partner_keys(partner_jwks, partner, key.kid)
+    return KeyMaterial(key, key.public, published, partner_keys)
+
+
+@dataclass(frozen=True, slots=True)
+class Reload:
+    """What a reload read: the keys to use from now on, and why a part was kept."""
+
+    material: KeyMaterial
+    own_failure: str | None = None  # our key or JWK Set could not be used: kept
+    partner_failure: str | None = None  # the partner's JWK Set could not be used: kept
+
+    @property
+    def failures(self) -> tuple[str, ...]:
+        return tuple(f for f in (self.own_failure, self.partner_failure) if f is not None)
+
+
+def reload_key_material(
+    current: KeyMaterial, private_key: Path, partner_jwks: Path, partner: str
+) -> Reload:
+    """Read our key and the partner's JWK Set again, each on its own.
+
+    A file that cannot be used keeps the keys it held and never holds back the other: a
+    partner's revocation applies even while our own key files are broken. Our key is
+    taken even outside its window (the core then signs nothing with it): keeping the old
+    one would keep signing with a key we have revoked.
+    """
+    own_failure = partner_failure = None
+    try:
+        key, published = load_own_keys(private_key)
+    except ConfigError as exc:
+        own_failure = str(exc)
+        key, published = current.key, current.published
+    try:
+        partner_keys = load_partner_keys(partner_jwks, partner, key.kid)
+    except ConfigError as exc:
+        partner_failure = str(exc)
+        partner_keys = current.partner
+    material = KeyMaterial(key, key.public, published, partner_keys)
+    return Reload(material, own_failure, partner_failure)
+
+
+def follow_published_window(current: KeyMaterial, private_key: Path) -> KeyMaterial:
+    """Our keys with our signing key's window as our JWK Set publishes it now (a rotation
+    or revocation since the last reload changed its ``exp``); ``current`` when unchanged."""
+    key = current.key
+    published = read_own_jwks(private_key, key).keys[key.kid]
+    if (published.not_before, published.expires) == (key.public.not_before, key.public.expires):
+        return current
+    return dataclasses.replace(current, key=windowed(key, published), own=published)
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,6 +149,23 @@ class NodeStore(Store, Outbox, Schedule, Audit, Protocol):
     """One database plays every role; the composition root hands it out by role."""
 
 
+class Leadership(Protocol):
+    """Which of several instances of one link is active (the others stand by); without
+    one, the instance is always active."""
+
+    poll_s: float  # how often a standby tries, and the active one checks it still leads
+
+    async def try_lead(self) -> bool:
+        """Take the link if no instance holds it; True once this one holds it."""
+        ...
+
+    async def holds(self) -> bool:
+        """Whether this instance still leads; False once another may have taken over."""
+        ...
+
+    async def resign(self) -> None: ...
+
+
 class Transport(Protocol):
     async def publish_local(
         self,

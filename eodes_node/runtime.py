@@ -16,15 +16,20 @@ from typing import Protocol
 import structlog
 
 from eodes_node.config import NodeConfig
-from eodes_node.core.jws import KeySet, PublicKey
-from eodes_node.core.validity import ExpiryWarnings, window_problem
-from eodes_node.errors import BrokerRefused, ConfigError, StoreUnavailable, TransientError
-from eodes_node.keyfiles import KeyMaterial
-from eodes_node.ports import BatchHandler, Broker, Clock, Consumer, NodeStore
+from eodes_node.core.jws import KeySet
+from eodes_node.errors import (
+    BrokerRefused,
+    ConfigError,
+    LeadershipLost,
+    StoreUnavailable,
+    TransientError,
+)
+from eodes_node.keyfiles import KeyMaterial, follow_published_window, reload_key_material
+from eodes_node.keywatch import KEY_WATCH_S, KeyWatch, next_look
+from eodes_node.ports import BatchHandler, Broker, Clock, Consumer, Leadership, NodeStore
 from eodes_node.service import NodeService
 
 log = structlog.get_logger("eodes_node.runtime")
-KEY_WATCH_S = 3600.0  # how often key expiry is looked at (each key warns once a day)
 
 
 class Surface(Protocol):
@@ -67,9 +72,13 @@ class Node:
         # Set by the composition root: the keys in use and how to read them again.
         self.keys: KeyMaterial | None = None
         self.key_loader: Callable[[], KeyMaterial] | None = None
+        # Set by the composition root when several instances of the link may run
+        # (PostgreSQL): this one consumes only while it leads.
+        self.leadership: Leadership | None = None
+        self.active = False
+        self.leadership_lost = False
         self.reload_wanted = asyncio.Event()  # SIGHUP sets it
-        self._expiry = ExpiryWarnings[PublicKey](config.keys.expiry_warning_days * 86400)
-        self._invalid_logged_at = -86400
+        self.key_watch = KeyWatch(config.keys.expiry_warning_days)
 
     def _handlers(self) -> tuple[tuple[str, BatchHandler], ...]:
         topo = self.service.topology
@@ -122,6 +131,44 @@ class Node:
                 await _first_of(stop, None, delay)
                 delay = min(delay * 2, 30.0)
         return False
+
+    @property
+    def standby(self) -> bool:
+        """Another instance of the link is active, or may be: this one waits."""
+        return self.leadership is not None and not self.active
+
+    async def _lead(self, stop: asyncio.Event) -> bool:
+        """Wait until this instance is the link's active one, before any queue is declared
+        or consumed: a standby polls, and takes over once the active one's lock session
+        ends. At once without leadership (SQLite's store lock already refused others)."""
+        leadership = self.leadership
+        if leadership is None:
+            self.active = True
+            return True
+        announced = False
+        while not stop.is_set():
+            try:
+                if await leadership.try_lead():
+                    self.active = True
+                    return True
+            except StoreUnavailable as exc:
+                log.warning("store_unavailable", error=str(exc), retry_in_s=leadership.poll_s)
+            if not announced:
+                log.info("standby", poll_s=leadership.poll_s)
+                announced = True
+            await _first_of(stop, None, leadership.poll_s)
+        return False
+
+    async def _keep_leading(self, stop: asyncio.Event, leadership: Leadership) -> None:
+        """Check each poll that we still lead; once not, stop (the node exits non-zero and
+        its supervisor starts it again, as a standby). Commits are fenced meanwhile, so
+        nothing decided after the takeover is written, acked or published."""
+        while not stop.is_set():
+            await _first_of(stop, None, leadership.poll_s)
+            if not stop.is_set() and not await leadership.holds():
+                self.active = False
+                self.leadership_lost = True
+                stop.set()
 
     async def _every(
         self,
@@ -191,6 +238,8 @@ class Node:
         try:
             if self.surface is not None:
                 await self.surface.start()
+            if not await self._lead(stop):
+                return
             try:
                 if not await self._start_consuming(stop):
                     return
@@ -203,30 +252,45 @@ class Node:
                 log.warning("relay_deferred", error=str(exc))
             log.info("node_started", own=self.config.node.country, partner=self.config.node.partner)
             self.ready.set()
-            async with asyncio.TaskGroup() as group:
-                for consumer in self.consumers:
-                    group.create_task(consumer.run())
-                group.create_task(
-                    self._every(stop, self._retry_pass, self.service.schedule_changed)
-                )
-                group.create_task(self._every(stop, self._relay_pass))
-                group.create_task(self._flush_marks(stop))
-                if self.surface is not None:
-                    group.create_task(self._every(stop, self.surface.upkeep))
-                group.create_task(self._reload_when_asked(stop))
-                group.create_task(self._every(stop, self._watch_keys))
-                await stop.wait()
-                await self._drain()
+            await self._serve(stop)
         finally:
-            self.ready.clear()
+            await self._shut_down(refused)
+        if self.leadership_lost:
+            raise LeadershipLost(
+                "another instance of this link took over the store; exiting so the "
+                "supervisor starts this one again as a standby"
+            )
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        """The consumers and background loops, until stopped; then the drain."""
+        async with asyncio.TaskGroup() as group:
+            for consumer in self.consumers:
+                group.create_task(consumer.run())
+            group.create_task(self._every(stop, self._retry_pass, self.service.schedule_changed))
+            group.create_task(self._every(stop, self._relay_pass))
+            group.create_task(self._flush_marks(stop))
             if self.surface is not None:
-                await self.surface.stop()
-            await self.broker.close()
-            with contextlib.suppress(TransientError):
-                await self.store.flush_published()
-            await self.store.close()
-            if not refused:
-                log.info("node_stopped")
+                group.create_task(self._every(stop, self.surface.upkeep))
+            group.create_task(self._reload_when_asked(stop))
+            group.create_task(self._every(stop, self._watch_keys))
+            if self.leadership is not None:
+                group.create_task(self._keep_leading(stop, self.leadership))
+            await stop.wait()
+            await self._drain()
+
+    async def _shut_down(self, refused: bool) -> None:
+        self.ready.clear()
+        if self.surface is not None:
+            await self.surface.stop()
+        await self.broker.close()
+        with contextlib.suppress(TransientError):
+            await self.store.flush_published()
+        await self.store.close()
+        if self.leadership is not None:
+            self.active = False
+            await self.leadership.resign()  # last: our lock goes to a standby
+        if not refused:
+            log.info("node_stopped")
 
     async def _drain(self) -> None:
         """Stop taking work, let in-flight batches finish within the bound; what does not
@@ -256,59 +320,69 @@ class Node:
         return stop
 
     def reload_keys(self) -> bool:
-        """Read our key and the partner's JWK Set again and swap them in whole.
+        """Read our key and the partner's JWK Set again, each on its own; True when both
+        were taken. No ``await`` between loading and swapping, and a batch reads the
+        identity once: it sees the old keys or the new ones, never a mix. A file that
+        cannot be used keeps the keys it held without holding back the other; our key is
+        swapped in even outside its window, and then signs nothing."""
+        if self.keys is None:
+            return False
+        paths = self.config.keys
+        reload = reload_key_material(
+            self.keys, paths.private_key, paths.partner_jwks, self.config.node.partner
+        )
+        for failure, kept in ((reload.own_failure, "ours"), (reload.partner_failure, "partner's")):
+            if failure is not None:
+                log.error("keys_reload_failed", error=failure, note=f"the {kept} stay in use")
+        if len(reload.failures) == 2:
+            return False
+        material = reload.material
+        self._use_keys(material)
+        log.info("keys_reloaded", kid=material.key.kid, partner_kids=sorted(material.partner.keys))
+        self.key_watch.check_signing(material.own, int(self.clock.now().timestamp()))
+        return not reload.failures
 
-        Loading and swapping run without an ``await``: no batch runs in between, and each
-        batch reads the identity as one object, so it sees the old keys or the new ones,
-        never a mix of files. A load that fails keeps the keys in use.
-        """
-        if self.key_loader is None:
-            return False
-        try:
-            material = self.key_loader()
-        except ConfigError as exc:
-            log.error("keys_reload_failed", error=str(exc), note="the node keeps its keys")
-            return False
+    def _use_keys(self, material: KeyMaterial) -> None:
         self.service.id = dataclasses.replace(
             self.service.id, key=material.key, partner_keys=material.partner
         )
         self.keys = material
+        self.service.signing.keys_changed()
         if self.surface is not None:
             self.surface.keys_reloaded(material.published, material.partner)
         self.service.metrics.watch_keys("own", [material.own])
         self.service.metrics.watch_keys(self.config.node.partner, material.partner.keys.values())
-        log.info("keys_reloaded", kid=material.key.kid, partner_kids=sorted(material.partner.keys))
-        return True
 
     async def _reload_when_asked(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await _first_of(stop, self.reload_wanted, KEY_WATCH_S)
             if self.reload_wanted.is_set() and not stop.is_set():
                 self.reload_wanted.clear()
-                if self.reload_keys():
-                    await self._watch_keys()
+                self.reload_keys()
+                await self._watch_keys()
 
     async def _watch_keys(self) -> float:
-        """Warn, once a day per key, of keys that expire soon, and of our signing key once
-        it may no longer sign (the partner refuses what it signs)."""
+        """Warn of keys that expire soon; follow our signing key's published window (a
+        rotation or revocation whose reload was forgotten still stops signing at its
+        ``exp``), and say so once signing stops. Returns the wait until the next look."""
         if self.keys is None:
             return KEY_WATCH_S
         now = int(self.clock.now().timestamp())
+        try:
+            followed = follow_published_window(self.keys, self.config.keys.private_key)
+        except ConfigError as exc:
+            log.warning("own_jwks_unreadable", error=str(exc), note="our key's window is kept")
+        else:
+            if followed is not self.keys:
+                own = followed.own
+                log.info("signing_window_changed", kid=own.kid, nbf=own.not_before, exp=own.expires)
+                self._use_keys(followed)
         partner = self.config.node.partner
         tagged = [("own", self.keys.own), *((partner, k) for k in self.keys.partner.keys.values())]
-        for owner, soon in self._expiry.due(tagged, now):
-            log.warning(
-                "key_expires_soon",
-                owner=owner,
-                kid=soon.key.kid,
-                expires=soon.key.expires,
-                days_left=round(soon.seconds_left / 86400, 1),
-            )
-        problem = window_problem(self.keys.own, now)
-        if problem is not None and now - self._invalid_logged_at >= 86400:
-            self._invalid_logged_at = now
-            log.error("signing_key_not_valid", error=problem, note="rotate our keys")
-        return KEY_WATCH_S
+        self.key_watch.warn_expiring(tagged, now)
+        self.key_watch.check_signing(self.keys.own, now)
+        await self.key_watch.tell(self.broker, self.service.topology, partner, self.clock.now())
+        return next_look(self.keys.own, now)
 
 
 async def _first_of(stop: asyncio.Event, wake: asyncio.Event | None, within: float) -> None:

@@ -88,7 +88,16 @@ EVENT_PAYLOAD: dict[str, Any] = {
     "type": "object",
     "required": ["event", "partner", "at", "items"],
     "properties": {
-        "event": {"enum": ["delivered", "rejected", "failed", "record_rejected", "overdue"]},
+        "event": {
+            "enum": [
+                "delivered",
+                "rejected",
+                "failed",
+                "record_rejected",
+                "overdue",
+                "signing_stopped",
+            ]
+        },
         "partner": {"type": "string", "pattern": "^[A-Z]{2}$"},
         "at": {"type": "string", "format": "date-time"},
         "items": {
@@ -97,7 +106,8 @@ EVENT_PAYLOAD: dict[str, Any] = {
                 "type": "object",
                 "required": ["message_id", "kind", "certificate_number"],
                 "properties": {
-                    "message_id": {"type": "string"},
+                    # null only in signing_stopped, which is about no message
+                    "message_id": {"type": ["string", "null"]},
                     "kind": {"type": "string"},
                     "certificate_number": {"type": ["string", "null"]},
                     "code": {"type": "string"},

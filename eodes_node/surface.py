@@ -78,6 +78,8 @@ class OperatorSurface:
         return UPKEEP_S
 
     async def not_ready(self) -> Sequence[str]:
+        if self.node.standby:
+            return ["standby"]  # another instance of the link is active
         down: list[str] = []
         if not self.node.ready.is_set():
             down.append("the node is not consuming (starting or draining)")

@@ -10,7 +10,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-__all__ = ["Expiring", "ExpiryWarnings", "Windowed", "expiring_within", "window_problem"]
+from eodes_node.errors import TransientError
+
+__all__ = [
+    "Expiring",
+    "ExpiryWarnings",
+    "KeyMayNotSign",
+    "Windowed",
+    "expiring_within",
+    "window_problem",
+]
 
 
 class Windowed(Protocol):
@@ -38,6 +47,13 @@ def window_problem(key: Windowed, now: int) -> str | None:
     if key.expires is not None and now >= key.expires:
         return f"key {key.kid} has expired or was revoked"
     return None
+
+
+class KeyMayNotSign(TransientError):
+    """Our signing key is outside its window, so a batch that needs a signature is not
+    decided: nothing is committed, its deliveries go back to their queue, and it is
+    decided again (and signed) once a key that may sign is loaded. Signing anyway would
+    only earn ``KEY_NOT_VALID`` from the partner."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import structlog
+
 from eodes_node.config import LimitsSection, RetrySection
 from eodes_node.core.decide import CertFacts
 from eodes_node.core.messages import Kind
@@ -30,8 +32,9 @@ from eodes_node.core.plan import (
 )
 from eodes_node.core.plan.resend import Original, ResendRefused, plan_resend
 from eodes_node.core.state import Role
+from eodes_node.core.validity import KeyMayNotSign
 from eodes_node.core.work import Delivery, Facts, FactsQuery, Publication, UnitOfWork
-from eodes_node.errors import StoreUnavailable
+from eodes_node.errors import StoreConflict, StoreUnavailable
 from eodes_node.ports import Clock, NodeStore, SentMessages, Transport
 from eodes_node.service.effects import log_notes, render
 from eodes_node.service.feed import EventFeed
@@ -40,10 +43,14 @@ from eodes_node.service.metrics import NodeMetrics
 from eodes_node.service.outbox import OutboxPublisher
 from eodes_node.service.repairs import RepairRefused
 from eodes_node.service.retries import Resender
+from eodes_node.service.signing import SigningGate
 from eodes_node.topology import Topology
 
 Bound = list[tuple[int, Publication]]
 UNCERTAIN_LIMIT = 10_000
+REDECIDE_LIMIT = 3  # decisions of one batch refused by concurrent writes before it goes back
+
+log = structlog.get_logger("eodes_node.service")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,37 +105,44 @@ class NodeService:
         # Set when a commit scheduled a resend: the resend loop recomputes its wait.
         self.schedule_changed = asyncio.Event()
         self.gate = StoreGate()
+        self.signing = SigningGate()  # the runtime opens it when it loads keys
         self.feed = EventFeed()
         self.events = identity.topology.events
         self.max_age = timedelta(seconds=limits.max_age_s)
 
+    # Each handler reads ``self.id`` once: a key reload between its awaits must not
+    # verify a batch with one set of keys and sign its answer with another.
+
     async def handle_inbound(self, batch: Sequence[Delivery]) -> Bound:
+        identity = self.id
         now = self.clock.now()
         self.metrics.batch("inbound", len(batch))
-        opening = inbound.prepare(list(batch), self.id, now, self.envelope_limits)
+        opening = inbound.prepare(list(batch), identity, now, self.envelope_limits)
         return await self._decide_and_commit(
-            inbound.query(opening, self.id),
+            inbound.query(opening, identity),
             lambda facts: inbound.plan(
-                opening, facts, self.id, now, uncertain=frozenset(self._uncertain)
+                opening, facts, identity, now, uncertain=frozenset(self._uncertain)
             ),
         )
 
     async def handle_records(self, batch: Sequence[Delivery]) -> Bound:
+        identity = self.id
         now = self.clock.now()
         self.metrics.batch("records", len(batch))
-        prepared = records.prepare(list(batch), self.id, now, self.limits.max_record_bytes)
+        prepared = records.prepare(list(batch), identity, now, self.limits.max_record_bytes)
         return await self._decide_and_commit(
             records.query(prepared),
-            lambda facts: records.plan(prepared, facts, self.id, now, self.policy),
+            lambda facts: records.plan(prepared, facts, identity, now, self.policy),
         )
 
     async def handle_feedback(self, batch: Sequence[Delivery]) -> Bound:
+        identity = self.id
         now = self.clock.now()
         self.metrics.batch("feedback", len(batch))
         prepared = feedback.prepare(list(batch), self.limits.max_record_bytes)
         return await self._decide_and_commit(
             feedback.query(prepared),
-            lambda facts: feedback.plan(prepared, facts, self.id, now, self.policy),
+            lambda facts: feedback.plan(prepared, facts, identity, now, self.policy),
         )
 
     async def _decide_and_commit(self, query: FactsQuery, plan: Callable[[Facts], Plan]) -> Bound:
@@ -137,12 +151,13 @@ class NodeService:
         await self.gate.wait()
         try:
             async with self._lock:
-                facts = await self.store.facts(query) if query else Facts()
-                decided = plan(facts)
-                items = await self._commit_plan(decided)
+                decided, items = await self._decide_fresh(query, plan)
                 again = await self.store.bound_unpublished(decided.reissue)
         except StoreUnavailable as exc:
             self.gate.failed(exc)
+            raise
+        except KeyMayNotSign:
+            await self.signing.refused()  # then back to the queue, nothing committed
             raise
         self.gate.succeeded()
         free = [(i, p) for i, p in items if p.bound_to is None]
@@ -151,6 +166,25 @@ class NodeService:
         return [(i, p) for i, p in items if p.bound_to is not None] + [
             (q.id, q.publication.again()) for q in again
         ]
+
+    async def _decide_fresh(
+        self, query: FactsQuery, plan: Callable[[Facts], Plan]
+    ) -> tuple[Plan, Bound]:
+        """Read, decide, commit; a commit refused because another writer changed the facts
+        meanwhile (``StoreConflict``: a message received twice at once, a state moved) is
+        decided again on the facts as they are now, so a racing copy becomes a duplicate
+        instead of a failed batch. After ``REDECIDE_LIMIT`` refusals the conflict goes up
+        and the batch is redelivered."""
+        for attempt in range(1, REDECIDE_LIMIT + 1):
+            facts = await self.store.facts(query) if query else Facts()
+            decided = plan(facts)
+            try:
+                return decided, await self._commit_plan(decided)
+            except StoreConflict as exc:
+                if attempt == REDECIDE_LIMIT:
+                    raise
+                log.info("batch_redecided", attempt=attempt, reason=str(exc))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _commit_plan(self, decided: Plan) -> Bound:
         """Commit a plan and log what it noted; returns its publications with outbox ids."""

@@ -67,6 +67,9 @@ class TlsListener:
 
 def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As a listener binds (RabbitMQ's do): the killed node's connections linger in
+        # TIME_WAIT for a minute and would make a plain bind say the port is taken.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

@@ -4,15 +4,21 @@ audit chain of what is kept still verifies."""
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import stat
 from collections.abc import AsyncIterator
+from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from eodes_node.cli import main
 from eodes_node.core.decide import Transition
@@ -230,4 +236,220 @@ async def test_a_lower_retention_lets_prune_take_more_but_never_pending(
     longer_window = {**lowered, "EODES_LIMITS_MAX_AGE_S": str(60 * 86400)}
     refused = prune(link, "--before", before, "--discard", env=longer_window)
     assert refused.exit_code == 1
-    assert "inside the replay window limits.max_age_s = 5184000" in refused.output
+    assert "inside the replay window limits.max_age_s + limits.max_future_skew_s" in refused.output
+    assert "= 5184000 + 300 s" in refused.output
+    # A message stamped ahead of our clock stays acceptable, and so a duplicate to
+    # recognise, max_future_skew_s longer.
+    skewed = {
+        **lowered,
+        "EODES_LIMITS_MAX_AGE_S": str(25 * 86400),
+        "EODES_LIMITS_MAX_FUTURE_SKEW_S": str(10 * 86400),
+    }
+    refused = prune(link, "--before", before, "--discard", env=skewed)
+    assert refused.exit_code == 1, refused.output
+    assert "= 2160000 + 864000 s" in refused.output
+
+
+def receipt(message_id: str) -> OutboundRow:
+    """Our signed receipt, as the inbound planner stores it: about no certificate."""
+    return OutboundRow(
+        message_id,
+        Kind.RECEIPT,
+        None,
+        None,
+        b"receipt-token-" + message_id.encode(),
+        None,
+        None,
+        attempts=1,
+        next_attempt_at=None,
+        status="sent",
+    )
+
+
+def answered(number: str, message_id: str, token: bytes, receipt_id: str) -> InboundRow:
+    return InboundRow(
+        "CN",
+        message_id,
+        Kind.FEEDBACK,
+        "g" * 43,
+        token,
+        "accepted",
+        None,
+        "",
+        number,
+        None,
+        receipt_id,
+    )
+
+
+def message_ids(db: Database) -> set[str]:
+    return {
+        str(m)
+        for (m,) in db.rows(
+            "SELECT message_id FROM outbound_messages UNION SELECT message_id FROM inbound_messages"
+        )
+    }
+
+
+async def test_every_receipt_prune_drops_is_in_the_archive(db: Database, tmp_path: Path) -> None:
+    link = Link(tmp_path, db.url)
+    store = await db.open()
+    db.clock.at = OLD
+    gone, gone_id, gone_token, gone_record = link.coo(31)
+    kept, kept_id, kept_token, kept_record = link.coo(32)
+    await store.commit(submitted(gone, gone_id, gone_token))
+    await store.commit(submitted(kept, kept_id, kept_token))
+    await store.commit(delivered(gone, gone_id))
+    # Our receipt for the pruned certificate's feedback; one for a kept certificate's
+    # message; one that answers nothing kept any more.
+    feedback_id, feedback_token = link.feedback(gone_record, gone_id)
+    answer = granted(gone, feedback_id, feedback_token)
+    answer = UnitOfWork(
+        inbound=[answered(gone, feedback_id, feedback_token, "rcpt-gone")],
+        outbound=[receipt("rcpt-gone"), receipt("rcpt-kept"), receipt("rcpt-idle")],
+        transitions=answer.transitions,
+    )
+    await store.commit(answer)
+    kept_feedback_id, kept_feedback_token = link.feedback(kept_record, kept_id)
+    await store.commit(
+        UnitOfWork(inbound=[answered(kept, kept_feedback_id, kept_feedback_token, "rcpt-kept")])
+    )
+    db.clock.at = LATER
+    await store.commit(delivered(kept, kept_id))
+    await store.close()
+    held = message_ids(db)
+
+    archive = tmp_path / "kr-2012.jsonl"
+    result = prune(link, "--before", "2013-01-01", "--archive", str(archive))
+    assert result.exit_code == 0, result.output
+    archived = {
+        line["message_id"]
+        for line in map(orjson.loads, archive.read_bytes().splitlines())
+        if line["record"] == "message"
+    }
+    assert held - message_ids(db) == archived
+    assert archived == {gone_id, feedback_id, "rcpt-gone", "rcpt-idle"}
+    assert "pruned 1 certificate(s), 4 signed message(s)" in result.output
+    # A duplicate of the kept certificate's message still gets its receipt again.
+    assert {"rcpt-kept", kept_feedback_id} <= message_ids(db)
+
+
+class LateWriter:
+    """Writes a verification request about ``number`` the moment the prune first writes,
+    from a connection of its own that does not wait for locks: the write a node could
+    commit between the prune's reads and its deletes."""
+
+    def __init__(self, db: Database, number: str) -> None:
+        self.db, self.number, self.blocked, self.fired = db, number, False, False
+
+    def hook(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        words = statement.lstrip().upper()
+        if self.fired or not words.startswith(("INSERT", "UPDATE", "DELETE")):
+            return
+        if "OUTBOX" in words or "ALEMBIC_VERSION" in words:
+            return  # the migration step before the prune
+        self.fired = True
+        try:
+            self.write()
+        except (sqlite3.OperationalError, psycopg.errors.LockNotAvailable):
+            self.blocked = True
+
+    def write(self) -> None:
+        insert = (
+            "INSERT INTO verification_requests (request_id, role, certificate_number, "
+            "request_reference, reply_due, due_at, state, updated_at) VALUES ('late-request', "
+            f"'exporter', '{self.number}', 'ref', '2031-01-01', 0, 'pending', 2e9)"
+        )
+        if self.db.backend == "sqlite":
+            with closing(sqlite3.connect(self.db.url[len("sqlite:///") :], timeout=0)) as conn:
+                conn.execute(insert)
+                conn.commit()
+            return
+        self.db.alter(f"SET lock_timeout = '100ms'; {insert}")
+
+
+async def test_a_write_racing_with_prune_is_neither_deleted_nor_lost(
+    db: Database, tmp_path: Path
+) -> None:
+    link = Link(tmp_path, db.url)
+    store = await db.open()
+    db.clock.at = OLD
+    gone, gone_id, gone_token, _ = link.coo(41)
+    await store.commit(submitted(gone, gone_id, gone_token))
+    await store.commit(delivered(gone, gone_id))
+    await store.close()
+
+    writer = LateWriter(db, gone)
+    event.listen(Engine, "before_cursor_execute", writer.hook)
+    try:
+        result = prune(link, "--before", "2013-01-01", "--discard")
+    finally:
+        event.remove(Engine, "before_cursor_execute", writer.hook)
+    assert result.exit_code == 0, result.output
+    assert writer.fired
+    if writer.blocked:
+        writer.write()  # the node's retry, once the prune committed
+    assert db.rows("SELECT certificate_number FROM verification_requests") == [(gone,)]
+
+
+async def test_an_archive_open_to_others_is_refused_and_a_new_one_is_synced_into_its_directory(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link = Link(tmp_path, db.url)
+    await db.open()
+    shared = tmp_path / "shared.jsonl"
+    shared.write_bytes(b"")
+    shared.chmod(0o644)
+    refused = prune(link, "--before", "2013-01-01", "--archive", str(shared))
+    assert refused.exit_code == 1
+    assert f"archive {shared} has mode 0644, open to group/others" in refused.output
+    assert "Traceback" not in refused.output
+
+    synced: list[tuple[int, int]] = []
+    fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        info = os.fstat(fd)
+        synced.append((info.st_dev, info.st_ino))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    archive = tmp_path / "new" / "dir" / "kr.jsonl"
+    result = prune(link, "--before", "2013-01-01", "--archive", str(archive))
+    assert result.exit_code == 0, result.output
+    for directory in (archive.parent, archive.parent.parent):
+        info = directory.stat()
+        assert (info.st_dev, info.st_ino) in synced, directory
+
+
+async def test_a_link_no_prune_explains_does_not_hide_a_deleted_row(db: Database) -> None:
+    store = await db.open()
+    db.clock.at = OLD
+    for n in range(3):
+        await store.commit(submitted(f"KR-{n}", f"m-{n}", b"jws"))
+    assert await store.verify_audit_chain() == 3
+    ((deleted, deleted_chain), (second, _)) = db.rows(
+        "SELECT id, chain FROM certificate_history ORDER BY id"
+    )[1:]
+    # The forger drops a row and links the next one onto its hash: one delete, one insert.
+    db.alter(f"DELETE FROM certificate_history WHERE id = {deleted}")
+    db.alter(
+        f"INSERT INTO audit_links (history_id, previous_chain) VALUES ({second}, '{deleted_chain}')"
+    )
+    with pytest.raises(AuditTrailBroken, match=f"history row {second}"):
+        await store.verify_audit_chain()
+    # A prune whose cut-off is older than the kept row before the gap explains nothing.
+    before = (OLD - timedelta(days=1)).timestamp()
+    db.alter(
+        "INSERT INTO prune_log (pruned_at, before, certificates, messages, history_rows) "
+        f"VALUES ({before}, {before}, 1, 1, 1)"
+    )
+    with pytest.raises(AuditTrailBroken, match=f"history row {second}"):
+        await store.verify_audit_chain()
+    # One whose cut-off lies after it does.
+    after = (OLD + timedelta(days=1)).timestamp()
+    db.alter(
+        "INSERT INTO prune_log (pruned_at, before, certificates, messages, history_rows) "
+        f"VALUES ({after}, {after}, 1, 1, 1)"
+    )
+    assert await store.verify_audit_chain() == 2

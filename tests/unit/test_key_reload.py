@@ -8,14 +8,21 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 from structlog.testing import capture_logs
 
 from eodes_node.bootstrap import build_node
 from eodes_node.config import BrokerSection, KeysSection, NodeConfig, NodeSection, StoreSection
 from eodes_node.core.jws import KeySet, PrivateKey
+from eodes_node.core.records import as_json_dict
+from eodes_node.core.validity import KeyMayNotSign
+from eodes_node.core.work import Delivery
 from eodes_node.keyfiles import revoke_key, rotate_keys, write_jwks, write_private_key
+from eodes_node.keywatch import KEY_WATCH_S
 from eodes_node.runtime import Node
+from eodes_node.samples import SampleFactory
+from eodes_node.service.signing import SigningGate
 from eodes_node.surface import OperatorSurface
 from eodes_node.testing.fakes import FakeBroker, InMemoryStore, ManualClock
 
@@ -44,6 +51,11 @@ def node(tmp_path: Path, clock: ManualClock) -> Node:
         store=StoreSection(url="sqlite:///unused"),
     )
     return build_node(config, store=InMemoryStore(clock), broker=FakeBroker(), clock=clock)
+
+
+def coo_delivery(seed: int = 1) -> Delivery:
+    record = SampleFactory("KCFTA", seed=seed, issue_date=datetime.now(UTC).date()).certificate()
+    return Delivery(orjson.dumps(as_json_dict(record)), None, "coo", {}, False)
 
 
 def expiry_metric(node: Node) -> dict[tuple[str, str], float]:
@@ -84,32 +96,100 @@ def test_a_reload_swaps_our_key_and_the_partners_set_whole(node: Node) -> None:
 
 
 @pytest.mark.parametrize(
-    "breakage",
+    ("breakage", "kept"),
     [
-        pytest.param(lambda d: (d / "cn.jwks.json").write_text('{"keys": ['), id="bad-json"),
-        pytest.param(lambda d: (d / "cn.jwks.json").unlink(), id="missing"),
-        pytest.param(lambda d: (d / "kr.key.pem").chmod(0o644), id="key-readable"),
+        pytest.param(
+            lambda d: (d / "cn.jwks.json").write_text('{"keys": ['), "partner", id="bad-json"
+        ),
+        pytest.param(lambda d: (d / "cn.jwks.json").unlink(), "partner", id="missing"),
+        pytest.param(lambda d: (d / "kr.key.pem").chmod(0o644), "own", id="key-readable"),
     ],
 )
-def test_a_failed_reload_keeps_the_keys_in_use_and_logs_one_error(
-    node: Node, tmp_path: Path, breakage: object
+def test_a_file_that_cannot_be_used_keeps_its_keys_and_logs_one_error(
+    node: Node, tmp_path: Path, breakage: object, kept: str
 ) -> None:
     before = node.service.id
+    rotated = rotate_keys(node.config.keys.private_key, now=int(time.time()), overlap_s=DAY)
+    newer = PrivateKey.generate()
+    write_jwks(node.config.keys.partner_jwks, KeySet({newer.kid: newer.public}))
     breakage(tmp_path)  # type: ignore[operator]
     with capture_logs() as logs:
         assert not node.reload_keys()
-    assert node.service.id is before
-    assert [entry["event"] for entry in logs] == ["keys_reload_failed"]
-    assert logs[0]["log_level"] == "error"
+    after = node.service.id
+    failed = [e for e in logs if e["event"] == "keys_reload_failed"]
+    assert len(failed) == 1
+    assert failed[0]["log_level"] == "error"
+    if kept == "partner":
+        assert after.partner_keys is before.partner_keys
+        assert after.key.kid == rotated.new_kid
+    else:
+        assert after.key is before.key
+        assert set(after.partner_keys.keys) == {newer.kid}
 
 
-def test_reloading_a_revoked_signing_key_is_refused(node: Node) -> None:
+def test_a_reload_with_both_files_broken_changes_nothing(node: Node, tmp_path: Path) -> None:
     before = node.service.id
-    revoke_key(node.config.keys.private_key, before.key.kid, now=int(time.time()), force=True)
+    (tmp_path / "cn.jwks.json").unlink()
+    (tmp_path / "kr.key.pem").chmod(0o644)
     with capture_logs() as logs:
         assert not node.reload_keys()
-    assert "our signing key may not sign now" in logs[0]["error"]
     assert node.service.id is before
+    assert [e["event"] for e in logs] == ["keys_reload_failed", "keys_reload_failed"]
+
+
+async def test_a_revoked_signing_key_is_swapped_in_and_signs_nothing(
+    node: Node, clock: ManualClock
+) -> None:
+    node.service.signing = SigningGate(first_s=0.0, cap_s=0.0)
+    kid = node.service.id.key.kid
+    revoke_key(node.config.keys.private_key, kid, now=int(time.time()), force=True)
+    with capture_logs() as logs:
+        assert node.reload_keys()
+    assert node.service.id.key.kid == kid
+    assert node.service.id.key.public.expires is not None
+    (stopped,) = [e for e in logs if e["event"] == "signing_key_not_valid"]
+    assert stopped["log_level"] == "error"
+    assert "has expired or was revoked" in stopped["error"]
+    with pytest.raises(KeyMayNotSign):
+        await node.service.handle_records([coo_delivery()])
+    assert isinstance(node.broker, FakeBroker)
+    assert node.broker.partner == []
+    await node._watch_keys()  # the local systems are told, once
+    await node._watch_keys()
+    events = [orjson.loads(p.body) for p in node.broker.local(node.service.topology.events)]
+    assert [(e["event"], e["items"][0]["code"]) for e in events] == [
+        ("signing_stopped", "KEY_NOT_VALID")
+    ]
+
+
+def test_our_broken_key_does_not_hold_back_the_partners_revocation(node: Node) -> None:
+    config = node.config.keys
+    kid = node.service.id.key.kid
+    revoke_key(config.private_key, kid, now=int(time.time()) - 10, force=True)  # ours expired
+    partner = next(iter(node.service.id.partner_keys.keys.values()))
+    revoked = dataclasses.replace(partner, expires=int(time.time()))  # theirs compromised
+    write_jwks(config.partner_jwks, KeySet({partner.kid: revoked}))
+    assert node.reload_keys()
+    assert node.service.id.partner_keys.keys[partner.kid].expires == revoked.expires
+
+
+async def test_a_rotation_without_sighup_stops_signing_when_its_overlap_ends(
+    node: Node, clock: ManualClock
+) -> None:
+    node.service.signing = SigningGate(first_s=0.0, cap_s=0.0)
+    now = int(clock.now().timestamp())
+    rotate_keys(node.config.keys.private_key, now=now, overlap_s=DAY)  # and no SIGHUP
+    with capture_logs() as logs:
+        assert await node._watch_keys() == KEY_WATCH_S
+    assert [e["event"] for e in logs] == ["signing_window_changed", "key_expires_soon"]
+    assert node.service.id.key.public.expires == now + DAY
+    await node.service.handle_records([coo_delivery()])  # still inside the overlap
+    clock.advance(DAY)
+    with capture_logs() as logs:
+        await node._watch_keys()
+    assert [e["event"] for e in logs] == ["signing_key_not_valid"]
+    with pytest.raises(KeyMayNotSign):
+        await node.service.handle_records([coo_delivery(seed=2)])
 
 
 async def test_keys_expiring_within_the_configured_days_warn_once_a_day(

@@ -22,7 +22,7 @@ from eodes_node.core.messages import (
 )
 from eodes_node.core.records import as_json_dict
 from eodes_node.core.work import POSSIBLE_DUPLICATE, Delivery
-from eodes_node.errors import RejectionCode, StoreConflict, StoreUnavailable
+from eodes_node.errors import RejectionCode, StoreUnavailable
 from eodes_node.samples import SampleFactory
 from eodes_node.service import NodeService
 from eodes_node.testing.fakes import PartnerPublish, RecordingTransport
@@ -469,7 +469,7 @@ async def test_verification_request_goes_to_issuing_and_response_to_clearance(
     assert orjson.loads(answered.body)["correlation_id"] == request_id
 
 
-async def test_a_stale_decision_raises_store_conflict_and_changes_nothing(
+async def test_a_stale_decision_is_refused_and_decided_again_on_fresh_facts(
     pair: ServicePair,
 ) -> None:
     (record,) = records(1, seed=21)
@@ -499,10 +499,12 @@ async def test_a_stale_decision_raises_store_conflict_and_changes_nothing(
         return facts
 
     pair.kr.store.facts = stale_then_moved  # type: ignore[method-assign]
-    with pytest.raises(StoreConflict):
-        await kr.handle_inbound([_delivery(_receipt(pair, envelope, ReceiptStatus.ACCEPTED))])
+    # The commit refuses the stale decision; the batch is decided again on fresh facts.
+    await kr.handle_inbound([_delivery(_receipt(pair, envelope, ReceiptStatus.ACCEPTED))])
     assert moved
     assert state(pair.kr, "exporter", number(record)) == "delivered"
+    [report] = await pair.kr.store.report(number(record))
+    assert [line.event for line in report.history].count("receipt_accepted") == 1
 
 
 async def test_a_store_outage_fails_the_batch_and_a_retry_succeeds(pair: ServicePair) -> None:

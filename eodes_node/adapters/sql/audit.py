@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
 from eodes_node.adapters.sql.schema import (
@@ -20,6 +20,7 @@ from eodes_node.adapters.sql.schema import (
     history,
     inbound,
     outbound,
+    prune_log,
 )
 from eodes_node.adapters.sql.statements import Sql
 from eodes_node.core.decide import Transition
@@ -89,12 +90,22 @@ def write_history(sql: Sql, transitions: Sequence[Transition], at: float) -> Non
 def verify_chain(conn: Connection) -> int:
     """Recompute the chain from genesis; returns the rows checked or raises. Where rows
     were pruned, the next kept row chains onto the hash recorded for it in
-    ``audit_links``."""
+    ``audit_links``, but only where a prune can have dropped its predecessors: so hiding
+    a deletion takes a forged ``prune_log`` row as well as a link."""
     linked = conn.execute(select(audit_links.c.history_id, audit_links.c.previous_chain))
     links = {int(row_id): str(chain) for row_id, chain in linked}
+    cutoffs = conn.execute(select(func.max(prune_log.c.before))).scalar()
     head, count = GENESIS, 0
+    previous: tuple[int, float] | None = None
     for h in conn.execute(select(history).order_by(history.c.id)):
-        head = links.get(h.id, head)
+        if h.id in links:
+            if not _pruned_before(h.id, previous, cutoffs):
+                raise AuditTrailBroken(
+                    f"audit chain broken at history row {h.id}: its link to pruned rows "
+                    "matches no prune"
+                )
+            head = links[h.id]
+        previous = (int(h.id), float(h.at))
         t = Transition(
             h.number,
             Role(h.role),
@@ -108,6 +119,21 @@ def verify_chain(conn: Connection) -> int:
             raise AuditTrailBroken(f"audit chain broken at history row {h.id}")
         count += 1
     return count
+
+
+def _pruned_before(
+    row_id: int, previous: tuple[int, float] | None, latest_cutoff: float | None
+) -> bool:
+    """Whether rows right before ``row_id`` can have been pruned: some row is missing
+    between it and the kept row before it (``previous``: id and time), and a prune's
+    cut-off lies after that kept row (history is appended in time order, so the dropped
+    rows were no older than it, and a prune drops only rows older than its cut-off)."""
+    if latest_cutoff is None:
+        return False
+    if previous is None:
+        return row_id > 1
+    previous_id, previous_at = previous
+    return row_id > previous_id + 1 and previous_at < float(latest_cutoff)
 
 
 def report(conn: Connection, number: str) -> list[CertificateReport]:

@@ -8,8 +8,9 @@ store.
 
 A restore needs the node stopped: it takes the store's one-node lock
 (``files.StoreLock``), so a running node makes it refuse with ``StoreInUse``. The store
-it replaces is not deleted but moved aside, whole, so a restore from the wrong file can
-itself be undone.
+it replaces is not deleted but kept aside, whole, so a restore from the wrong file can
+itself be undone: hard-linked aside first, then the restored file renamed over it, so a
+crash at any point leaves a store in place.
 
 PostgreSQL stores are backed up with ``pg_dump``/``pg_restore``, which already do this
 properly; nothing here tries to imitate them.
@@ -76,7 +77,7 @@ def restore(db: Path, source: Path) -> tuple[Copied, Path | None]:
             os.close(os.open(staged, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE))
             _copy(source=source, target=staged, read_only=True)
             _fsync(staged)
-            aside = _move_aside(db)
+            aside = _keep_aside(db)
             os.replace(staged, db)
             _fsync_dir(db.parent)
         except (sqlite3.Error, OSError) as exc:
@@ -118,23 +119,48 @@ def _copy(*, source: Path, target: Path, read_only: bool) -> None:
         dst.commit()
 
 
-def _move_aside(db: Path) -> Path | None:
-    """Checkpoint the replaced store into its main file and move that file (and any
-    leftover WAL) aside; None when there was no store."""
+def _keep_aside(db: Path) -> Path | None:
+    """Checkpoint the replaced store into its main file and hard-link it (and any
+    leftover WAL) aside, then unlink the live WAL and shared memory, which belong to the
+    replaced file, not the restored one. The live store stays in place until the rename
+    over it; None when there was no store."""
     if not db.exists():
         for suffix in SUFFIXES[1:]:
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         return None
-    # Best effort: a damaged store, the usual reason for a restore, moves aside whole
-    # with its WAL instead.
+    # Best effort: a damaged store, the usual reason for a restore, is kept with its WAL.
     with suppress(sqlite3.Error), closing(sqlite3.connect(db)) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    aside = db.with_name(f"{db.name}.before-restore-{time.strftime('%Y%m%dT%H%M%S')}")
+    aside = _unused(db.with_name(f"{db.name}.before-restore-{time.strftime('%Y%m%dT%H%M%S')}"))
     for suffix in SUFFIXES:
         current = Path(f"{db}{suffix}")
         if current.exists():
-            os.replace(current, f"{aside}{suffix}")
+            os.link(current, f"{aside}{suffix}")
+    _fsync_dir(db.parent)
+    for suffix in SUFFIXES[1:]:
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
     return aside
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or ``path-N`` when a restore in the same second already took it."""
+    candidate, n = path, 1
+    while any(Path(f"{candidate}{suffix}").exists() for suffix in SUFFIXES):
+        candidate, n = path.with_name(f"{path.name}-{n}"), n + 1
+    return candidate
+
+
+def unsettled_before(db: Path, before: float) -> int:
+    """Our messages in the store at ``db`` still awaiting a receipt and created before
+    ``before`` (epoch seconds): sent again after a restore, the partner refuses them as
+    too old before it could recognise them as duplicates. A store too old to have
+    these columns is counted as none: the count only warns, the restore is done."""
+    query = "SELECT count(*) FROM outbound_messages WHERE status = 'pending' AND created_at < ?"
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            return int(conn.execute(query, (before,)).fetchone()[0])
+    except sqlite3.Error:
+        return 0
 
 
 def _certificate_count(path: Path) -> int:

@@ -1,4 +1,13 @@
-"""Which outbox rows the relay must leave alone, kept in memory beside the database.
+"""Which outbox rows the relay must leave alone: in the database between instances,
+in memory within one.
+
+Between instances of a link (PostgreSQL, active/standby) each outbox row names the
+store instance holding it and until when (``claimed_by``, ``claimed_until``): a relay
+takes only rows free or held by its own instance, locking them as it claims
+(``FOR UPDATE SKIP LOCKED``), so two relays never get one row. A takeover voids every
+claim (the instance that held them is gone or fenced out); an expired claim is free.
+
+Within one instance, the rest of this module:
 
 A publication committed by a batch is handed straight to its publisher (claimed); the
 relay must not publish it a second time meanwhile. Once the broker confirms it, it is
@@ -13,7 +22,12 @@ operation, ordered so that a concurrent reader always finds an id in one of the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from eodes_node.adapters.sql.statements import Sql
+
+CLAIM_S = 60.0  # how long a claim of a live instance keeps other relays off a row
 
 
 class Claims:
@@ -49,3 +63,68 @@ class Claims:
         """Ids the relay must skip."""
         claimed = frozenset(self._claimed)  # read first: `mark` adds before it removes
         return claimed | self._marked
+
+
+def claim_relayable(
+    sql: Sql, owner: str, now: float, limit: int, taken: Collection[int]
+) -> list[tuple[Any, ...]]:
+    """Up to ``limit`` unbound, unconfirmed rows free for ``owner`` (not in ``taken``),
+    claimed for it in this transaction, in id order."""
+    query = RELAY_QUERY_POSTGRES if sql.named else RELAY_QUERY
+    free: list[tuple[Any, ...]] = []
+    after = 0
+    while len(free) < limit:
+        rows = sql.rows(
+            query,
+            {"no": False, "after": after, "owner": owner, "now": now, "limit": limit},
+        )
+        free += [r for r in rows if r[0] not in taken]
+        if len(rows) < limit:
+            break
+        after = rows[-1][0]
+    free = free[:limit]
+    if not free:
+        return []
+    # The claim re-checks that each row is still free: on SQLite the read above ran
+    # outside the write lock, and a relay claiming meanwhile must win those rows alone.
+    statement, params = sql.with_in(
+        "UPDATE outbox SET claimed_by = :owner, claimed_until = :until "
+        "WHERE (claimed_by IS NULL OR claimed_by = :owner OR claimed_until <= :now) AND",
+        "id",
+        [r[0] for r in free],
+        {"owner": owner, "until": now + CLAIM_S, "now": now},
+    )
+    won = {row_id for (row_id,) in sql.rows(statement + " RETURNING id", params)}
+    return [r for r in free if r[0] in won]
+
+
+def release_claims(sql: Sql, owner: str, ids: Collection[int]) -> None:
+    """Publishing these failed: any relay may take them at once."""
+    if ids:
+        sql.run_in(
+            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL "
+            "WHERE claimed_by = :owner AND",
+            "id",
+            sorted(ids),
+            {"owner": owner},
+        )
+
+
+def void_claims(sql: Sql, owner: str | None = None) -> None:
+    """Free the rows ``owner`` holds (a clean close), or every row (a takeover, or the
+    one node of a SQLite store starting: whoever held them is gone)."""
+    if owner is None:
+        sql.run("UPDATE outbox SET claimed_by = NULL WHERE claimed_by IS NOT NULL", {})
+    else:
+        sql.run("UPDATE outbox SET claimed_by = NULL WHERE claimed_by = :owner", {"owner": owner})
+
+
+# The columns ``store._queued_row`` reads, in its order.
+RELAY_QUERY = (
+    "SELECT id, destination, body, message_id, kind, headers, content_type, bound_to "
+    "FROM outbox WHERE published = :no AND bound_to IS NULL AND id > :after "
+    "AND (claimed_by IS NULL OR claimed_by = :owner OR claimed_until <= :now) "
+    "ORDER BY id LIMIT :limit"
+)
+# Rows another relay is claiming right now are skipped, not waited for.
+RELAY_QUERY_POSTGRES = RELAY_QUERY + " FOR UPDATE SKIP LOCKED"

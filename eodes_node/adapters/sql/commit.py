@@ -231,13 +231,17 @@ def write_marks(sql: Sql, ids: Collection[int]) -> None:
         sql.run_in("DELETE FROM outbox WHERE", "id", sorted(ids), {})
 
 
-def write_publications(sql: Sql, publications: Sequence[Publication]) -> list[int]:
-    """The outbox rows of these publications; their ids, in order."""
+def write_publications(
+    sql: Sql, publications: Sequence[Publication], owner: str, claimed_until: float
+) -> list[int]:
+    """The outbox rows of these publications; their ids, in order. The unbound ones go
+    to ``owner``'s publisher: claimed for it, so no other instance's relay takes them."""
     return [
         sql.insert_returning_id(
             "INSERT INTO outbox (destination, body, message_id, kind, headers, "
-            "content_type, published, bound_to) VALUES (:destination, :body, "
-            ":message_id, :kind, :headers, :content_type, :published, :bound_to)",
+            "content_type, published, bound_to, claimed_by, claimed_until) VALUES "
+            "(:destination, :body, :message_id, :kind, :headers, :content_type, "
+            ":published, :bound_to, :claimed_by, :claimed_until)",
             {
                 "destination": p.destination,
                 "body": p.body,
@@ -247,6 +251,8 @@ def write_publications(sql: Sql, publications: Sequence[Publication]) -> list[in
                 "content_type": p.content_type,
                 "published": False,
                 "bound_to": p.bound_to,
+                "claimed_by": owner if p.bound_to is None else None,
+                "claimed_until": claimed_until if p.bound_to is None else None,
             },
         )
         for p in publications

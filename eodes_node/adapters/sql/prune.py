@@ -10,11 +10,15 @@ The history hash chain must still verify afterwards. The kept rows keep their ha
 where a kept row's predecessor is dropped, the predecessor's hash is recorded beside it
 in ``audit_links``, and ``audit.verify_chain`` chains from there. A ``prune_log`` row
 records each prune.
+
+A prune may run beside the node: it takes the write lock before its first read
+(``hold_writers``), so nothing is written between deciding what goes and deleting it.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +27,7 @@ from typing import Any, BinaryIO
 
 import orjson
 from sqlalchemy import and_, delete, exists, insert, not_, or_, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from eodes_node.adapters.sql.files import PRIVATE
 from eodes_node.adapters.sql.report_index import certificate_index
@@ -36,6 +40,7 @@ from eodes_node.adapters.sql.schema import (
     prune_log,
     verifications,
 )
+from eodes_node.errors import ConfigError
 
 CHUNK = 500  # values per IN list, well under every backend's bound
 
@@ -47,22 +52,88 @@ class Pruned:
     history_rows: int
 
 
+class ArchiveNotPrivate(ConfigError):
+    """An existing archive that group or others may read: it holds tax ids."""
+
+
 def open_archive(path: Path) -> BinaryIO:
-    """The archive, opened for appending; created 0600 (it holds tax ids)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE)
+    """The archive, opened for appending; created 0600 (it holds tax ids), and its new
+    directory entries synced, so lines synced into a new file survive a power cut.
+    An existing archive open to group or others is refused, not appended to."""
+    _make_dirs(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, PRIVATE)
+    except FileExistsError:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            os.close(fd)
+            raise ArchiveNotPrivate(
+                f"archive {path} has mode {mode:04o}, open to group/others; "
+                f"chmod 600 it before appending"
+            ) from None
+    else:
+        _fsync_dir(path.parent)
     return os.fdopen(fd, "ab")
+
+
+def _make_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, syncing each new entry's parent."""
+    if directory.is_dir():
+        return
+    _make_dirs(directory.parent)
+    try:
+        directory.mkdir()
+    except FileExistsError:
+        return
+    _fsync_dir(directory.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# Every table a prune reads its decision from or deletes from.
+WRITTEN = (certificates, history, inbound, outbound, verifications, certificate_index, audit_links)
+
+
+def prune_store(engine: Engine, before: float, now: float, archive: BinaryIO | None) -> Pruned:
+    """One prune in a transaction of its own that holds off writers from its first read
+    to its commit: a row written meanwhile would be deleted without being archived."""
+    with engine.connect() as conn, conn.begin():
+        hold_writers(conn)
+        return prune(conn, before, now, archive)
+
+
+def hold_writers(conn: Connection) -> None:
+    """Take the write lock now, as the transaction's first statement, not at the first
+    delete. SQLite: ``BEGIN IMMEDIATE`` (pysqlite would begin only before the first
+    write). PostgreSQL: the tables locked against writes (readers go on); a lock on the
+    certificate rows would not stop a new message or request about them."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        tables = ", ".join(table.name for table in WRITTEN)
+        conn.exec_driver_sql(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
 
 
 def prune(conn: Connection, before: float, now: float, archive: BinaryIO | None) -> Pruned:
     """Drop what is settled and older than ``before`` (epoch seconds), archiving it first.
 
-    Runs in the caller's transaction: the archive is written and synced before the
-    deletes, so a failed commit leaves lines for rows still in the store (a later prune
-    archives them again), never rows dropped without their lines.
+    Runs in the caller's transaction, which must hold off writers (``hold_writers``).
+    What is dropped is decided once, before any delete, and exactly that is archived
+    and deleted. The archive is written and synced before the deletes, so a failed
+    commit leaves lines for rows still in the store (a later prune archives them
+    again), never rows dropped without their lines.
     """
     numbers = _prunable(conn, before)
-    messages = _messages(conn, numbers, before)
+    received = _received(conn, numbers, before)
+    sent = _sent(conn, numbers, before, {(m["sender"], m["message_id"]) for m in received})
+    messages = received + sent
     rows = _history(conn, numbers)
     if archive is not None:
         _archive(archive, messages, rows, now)
@@ -72,12 +143,19 @@ def prune(conn: Connection, before: float, now: float, archive: BinaryIO | None)
             (history, history.c.number),
             (certificate_index, certificate_index.c.number),
             (verifications, verifications.c.certificate_number),
-            (inbound, inbound.c.certificate_number),
-            (outbound, outbound.c.certificate_number),
-            (certificates, certificates.c.number),
         ):
             conn.execute(delete(table).where(column.in_(chunk)))
-    _drop_old_receipts(conn, before)
+    senders: dict[str, list[str]] = {}
+    for m in received:
+        senders.setdefault(m["sender"], []).append(m["message_id"])
+    for sender, ids in senders.items():
+        for chunk in _chunks(sorted(ids)):
+            i = inbound.c
+            conn.execute(delete(inbound).where(and_(i.sender == sender, i.message_id.in_(chunk))))
+    for chunk in _chunks(sorted(m["message_id"] for m in sent)):
+        conn.execute(delete(outbound).where(outbound.c.message_id.in_(chunk)))
+    for chunk in _chunks(sorted(numbers)):
+        conn.execute(delete(certificates).where(certificates.c.number.in_(chunk)))
     conn.execute(
         insert(prune_log).values(
             pruned_at=now,
@@ -112,15 +190,38 @@ def _prunable(conn: Connection, before: float) -> set[str]:
     return old - kept
 
 
-def _messages(conn: Connection, numbers: set[str], before: float) -> list[dict[str, Any]]:
-    """Every signed message about these certificates, and receipts older than ``before``."""
+def _received(conn: Connection, numbers: set[str], before: float) -> list[dict[str, Any]]:
+    """The partner's messages to drop: those about these certificates, and its receipts
+    older than ``before``."""
     found: list[dict[str, Any]] = []
     for chunk in _chunks(sorted(numbers)):
         found += _inbound_rows(conn, inbound.c.certificate_number.in_(chunk))
+    old_receipts = and_(inbound.c.certificate_number.is_(None), inbound.c.received_at < before)
+    return found + _inbound_rows(conn, old_receipts)
+
+
+def _sent(
+    conn: Connection, numbers: set[str], before: float, received: set[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """Our messages to drop: those about these certificates, and our receipts older than
+    ``before`` that no kept message of the partner's still answers with (a duplicate of
+    it gets that receipt again); ``received`` are the partner's messages being dropped."""
+    found: list[dict[str, Any]] = []
+    for chunk in _chunks(sorted(numbers)):
         found += _outbound_rows(conn, outbound.c.certificate_number.in_(chunk))
-    found += _inbound_rows(conn, _old_inbound_receipts(before))
-    found += _outbound_rows(conn, _old_outbound_receipts(before))
-    return found
+    o = outbound.c
+    receipts = _outbound_rows(
+        conn, and_(o.certificate_number.is_(None), o.status != "pending", o.updated_at < before)
+    )
+    answering: set[str] = set()
+    for chunk in _chunks(sorted(r["message_id"] for r in receipts)):
+        query = select(inbound.c.sender, inbound.c.message_id, inbound.c.receipt_id)
+        for sender, message_id, receipt_id in conn.execute(
+            query.where(inbound.c.receipt_id.in_(chunk))
+        ):
+            if (sender, message_id) not in received:
+                answering.add(receipt_id)
+    return found + [r for r in receipts if r["message_id"] not in answering]
 
 
 def _inbound_rows(conn: Connection, where: Any) -> list[dict[str, Any]]:
@@ -157,27 +258,6 @@ def _outbound_rows(conn: Connection, where: Any) -> list[dict[str, Any]]:
         }
         for r in conn.execute(query.where(where))
     ]
-
-
-def _old_inbound_receipts(before: float) -> Any:
-    return and_(inbound.c.certificate_number.is_(None), inbound.c.received_at < before)
-
-
-def _old_outbound_receipts(before: float) -> Any:
-    """Our receipts older than ``before``, unless a kept inbound row still answers with it."""
-    answered = select(inbound.c.receipt_id).where(inbound.c.receipt_id.is_not(None))
-    return and_(
-        outbound.c.certificate_number.is_(None),
-        outbound.c.status != "pending",
-        outbound.c.updated_at < before,
-        outbound.c.message_id.not_in(answered),
-    )
-
-
-def _drop_old_receipts(conn: Connection, before: float) -> None:
-    # Inbound first: their receipt ids no longer hold our receipts back.
-    conn.execute(delete(inbound).where(_old_inbound_receipts(before)))
-    conn.execute(delete(outbound).where(_old_outbound_receipts(before)))
 
 
 def _history(conn: Connection, numbers: set[str]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -34,10 +35,12 @@ from sqlalchemy import (
     inspect,
     make_url,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError
 
+from eodes_node.adapters.sql.urls import masked_url, scrub
 from eodes_node.errors import ConfigError
 
 metadata = MetaData()
@@ -114,6 +117,10 @@ outbox = Table(
     # outbound_messages). Kept for the databases written before.
     Column("published", Boolean, nullable=False, default=False),
     Column("bound_to", String(120)),
+    # The store instance whose publisher or relay holds the row, and until when: another
+    # instance's relay skips it meanwhile (``store.SqlStore.unpublished``).
+    Column("claimed_by", String(32)),
+    Column("claimed_until", Float),
     Index("ix_outbox_pending", "published", "id"),
     Index("ix_outbox_bound", "bound_to"),
 )
@@ -154,11 +161,22 @@ prune_log = Table(
     Column("history_rows", Integer, nullable=False),
     Column("archive", Text),  # the archive file, or NULL when discarded
 )
+# One row per link run in active/standby on PostgreSQL: the epoch grows at each takeover,
+# and a commit writes only while the epoch is the one its instance took (``leadership``).
+link_lease = Table(
+    "link_lease",
+    metadata,
+    Column("link", String(200), primary_key=True),
+    Column("epoch", BigInteger, nullable=False),
+    Column("holder", String(200), nullable=False),
+    Column("taken_at", Float, nullable=False),
+)
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
 
 # The Alembic revision each version of the hand-made migrations before it had reached.
 LEGACY_REVISIONS = {1: "0001", 2: "0002", 3: "0003"}
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 0x656F_6465_735F_6D67  # PostgreSQL advisory lock key: "eodes_mg"
 
 
 def migrate(conn: Connection) -> None:
@@ -168,6 +186,10 @@ def migrate(conn: Connection) -> None:
     ``alembic_version``: it is stamped with the revision its last step matches first, and
     ``schema_version`` is left as it was.
     """
+    if conn.dialect.name == "postgresql":
+        # Instances started together on an empty database take turns: the second finds
+        # the schema at head. Released when this transaction ends.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = conn
@@ -195,6 +217,7 @@ class StoreSettings:
     connect_timeout_s: int = 10  # PostgreSQL: whole seconds, at least 2 (libpq's rule)
     wal_truncate_mb: float = 16.0  # SQLite: checkpoint and truncate a larger WAL
     retention_days: int = 3653  # what `eodes-node prune` must keep (ten years)
+    standby_poll_s: float = 2.0  # PostgreSQL: how often a standby tries to take over
 
 
 def make_engine(url: str, settings: StoreSettings | None = None) -> Engine:
@@ -214,8 +237,11 @@ def make_engine(url: str, settings: StoreSettings | None = None) -> Engine:
                 url, pool_size=2, pool_pre_ping=True, connect_args=_postgres_args(url, settings)
             )
     except (ArgumentError, ValueError, ImportError) as exc:
-        raise ConfigError(f"store url {url!r} cannot be used: {exc}") from None
-    raise ConfigError(f"unsupported store url {url!r}: use sqlite:///PATH or postgresql+psycopg://")
+        shown = masked_url(url)
+        raise ConfigError(f"store url {shown!r} cannot be used: {scrub(str(exc))}") from None
+    raise ConfigError(
+        f"unsupported store url {masked_url(url)!r}: use sqlite:///PATH or postgresql+psycopg://"
+    )
 
 
 def _postgres_args(url: str, settings: StoreSettings) -> dict[str, Any]:

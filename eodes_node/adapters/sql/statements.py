@@ -32,6 +32,7 @@ T = TypeVar("T")
 
 log = structlog.get_logger("eodes_node.store")
 
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 _ALWAYS: tuple[type[Exception], ...] = (SQLAlchemyError, sqlite3.Error, OSError)
 
 
@@ -42,15 +43,28 @@ def database_errors() -> tuple[type[Exception], ...]:
     return _ALWAYS if psycopg is None else (*_ALWAYS, psycopg.Error)
 
 
+def is_unique_violation(exc: BaseException) -> bool:
+    """A key another commit wrote first (a racing receiver, a second writer): SQLite's
+    and PostgreSQL's unique and primary-key violations, raw or wrapped by SQLAlchemy."""
+    cause = getattr(exc, "orig", None) or exc
+    if isinstance(cause, sqlite3.IntegrityError):
+        return "UNIQUE constraint failed" in str(cause)
+    return getattr(cause, "sqlstate", None) == UNIQUE_VIOLATION
+
+
 @contextmanager
 def map_errors() -> Iterator[None]:
-    """The boundary: database and store-file errors become ``StoreUnavailable``, which
-    the pipeline retries; anything else escaping a store call is a bug."""
+    """The boundary: a unique violation becomes ``StoreConflict`` (the batch is decided
+    again on fresh facts, where the key now exists); other database and store-file
+    errors become ``StoreUnavailable``, which the pipeline retries; anything else
+    escaping a store call is a bug."""
     try:
         yield
     except StoreConflict:
         raise  # a decision to retry with fresh facts, not an outage
     except database_errors() as exc:
+        if is_unique_violation(exc):
+            raise StoreConflict(f"store: a key was written meanwhile: {exc}") from exc
         raise StoreUnavailable(f"store: {type(exc).__name__}: {exc}") from exc
 
 
@@ -209,13 +223,13 @@ class Sql:
         self, head: str, column: str, values: Iterable[Any], params: dict[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
         """``head`` ending in WHERE or AND, then ``column IN (...)`` over ``values``."""
-        return self.rows(*self._with_in(head, column, values, params))
+        return self.rows(*self.with_in(head, column, values, params))
 
     def run_in(self, head: str, column: str, values: Iterable[Any], params: dict[str, Any]) -> None:
-        self.run(*self._with_in(head, column, values, params))
+        self.run(*self.with_in(head, column, values, params))
 
     @staticmethod
-    def _with_in(
+    def with_in(
         head: str, column: str, values: Iterable[Any], params: dict[str, Any] | None
     ) -> tuple[str, dict[str, Any]]:
         listed = {f"in{i}": v for i, v in enumerate(values)}

@@ -8,7 +8,9 @@ Timestamps come from the injected clock, so the node has one notion of now.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from typing import Any
 
 import orjson
@@ -17,7 +19,13 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
 from eodes_node.adapters.sql import audit
-from eodes_node.adapters.sql.claims import Claims
+from eodes_node.adapters.sql.claims import (
+    CLAIM_S,
+    Claims,
+    claim_relayable,
+    release_claims,
+    void_claims,
+)
 from eodes_node.adapters.sql.commit import (
     apply_transitions,
     apply_updates,
@@ -35,6 +43,7 @@ from eodes_node.adapters.sql.files import (
     truncate_wal,
     wal_bytes,
 )
+from eodes_node.adapters.sql.leadership import PgLeadership
 from eodes_node.adapters.sql.schema import (
     StoreSettings,
     make_engine,
@@ -46,6 +55,7 @@ from eodes_node.adapters.sql.schema import (
 from eodes_node.adapters.sql.statements import Sql, StoreThread, map_errors
 from eodes_node.core.messages import Kind
 from eodes_node.core.verification import VerificationFacts
+from eodes_node.errors import TransientError
 from eodes_node.ports import (
     CertificateReport,
     Clock,
@@ -62,8 +72,8 @@ log = structlog.get_logger("eodes_node.store")
 
 class SqlStore:
     """``exclusive=False`` opens a SQLite store without its one-node lock, for tools that
-    only read beside a running node. PostgreSQL takes no lock: one node per database is
-    the operator's to keep."""
+    only read beside a running node. On PostgreSQL several instances of a link may share
+    the database: ``leadership`` fences every commit, so only the active one writes."""
 
     def __init__(
         self,
@@ -72,6 +82,7 @@ class SqlStore:
         clock: Clock,
         settings: StoreSettings | None = None,
         exclusive: bool = True,
+        leadership: PgLeadership | None = None,
     ) -> None:
         self.url = url
         self._clock = clock
@@ -80,6 +91,8 @@ class SqlStore:
         self._claims = Claims()
         self._db = sqlite_path(url)
         self._lock = StoreLock(self._db) if exclusive and self._db else None
+        self._leadership = leadership
+        self.owner = uuid.uuid4().hex  # this instance, in the outbox rows it holds
 
     async def open(self) -> None:
         """Take the store (SQLite: refused with ``StoreInUse`` while another process has
@@ -90,6 +103,9 @@ class SqlStore:
                 self._take_files()
             self._thread.engine = engine
             await self._thread.run(migrate)
+            if self._lock is not None:
+                # The one node of this SQLite store: claims left by an earlier run are void.
+                await self._thread.run(lambda conn: void_claims(Sql(conn)))
         except BaseException:
             await self.close()
             engine.dispose()
@@ -104,6 +120,10 @@ class SqlStore:
         create_private(self._db, tighten=self._lock is not None)
 
     async def close(self) -> None:
+        """Free the outbox rows we hold, so another instance relays them at once."""
+        if self._thread.engine is not None:
+            with suppress(TransientError):
+                await self._thread.run(lambda conn: void_claims(Sql(conn), self.owner))
         try:
             await self._thread.close()
         finally:
@@ -121,6 +141,8 @@ class SqlStore:
 
         def work(conn: Connection) -> list[int]:
             sql = Sql(conn)
+            if self._leadership is not None:
+                self._leadership.fence(sql)  # first: a fenced-out writer writes nothing
             write_inbound(sql, unit.inbound, now)
             write_outbound(sql, unit.outbound, now)
             apply_updates(sql, unit.outbound_updates, now)
@@ -129,7 +151,7 @@ class SqlStore:
             audit.write_history(sql, unit.transitions, now)
             # Marks from earlier batches ride along: one fsync instead of two per batch.
             write_marks(sql, marks)
-            return write_publications(sql, unit.publications)
+            return write_publications(sql, unit.publications, self.owner, now + CLAIM_S)
 
         def committed(ids: list[int]) -> None:
             # On the store thread, before it runs anything else: no relay sees them free.
@@ -154,8 +176,10 @@ class SqlStore:
         self._claims.mark(ids)
 
     async def release(self, ids: Sequence[int]) -> None:
-        """Publishing these failed: hand them to the relay."""
+        """Publishing these failed: hand them to the relay (any instance's)."""
         self._claims.release(ids)
+        if ids:
+            await self._thread.run(lambda conn: release_claims(Sql(conn), self.owner, ids))
 
     async def flush_published(self) -> None:
         """Write the marks waiting in memory; then truncate SQLite's WAL if it grew past
@@ -178,32 +202,19 @@ class SqlStore:
 
     async def unpublished(self, limit: int) -> list[QueuedPublication]:
         """Unbound publications not yet confirmed (bound ones travel with their delivery),
-        skipping the ones a publisher holds: page on until ``limit`` are free."""
+        skipping the ones our publishers hold and those another live instance claimed;
+        claims what it returns (``claims``)."""
+        now = self._clock.now().timestamp()
 
         def work(conn: Connection) -> list[QueuedPublication]:
-            free: list[Any] = []
-            after = 0
-            while len(free) < limit:
-                rows = conn.execute(
-                    select(outbox)
-                    .where(
-                        and_(
-                            outbox.c.published.is_(False),
-                            outbox.c.bound_to.is_(None),
-                            outbox.c.id > after,
-                        )
-                    )
-                    .order_by(outbox.c.id)
-                    .limit(limit)
-                ).all()
-                # Read after the query, on this thread: a flush that drops marks writes
-                # them on this thread too, so it cannot slip in between.
-                taken = self._claims.taken()
-                free += [r for r in rows if r.id not in taken]
-                if len(rows) < limit:
-                    break
-                after = rows[-1].id
-            return [_queued(r) for r in free[:limit]]
+            sql = Sql(conn)
+            if self._leadership is not None:
+                self._leadership.fence(sql)  # a fenced-out instance relays nothing
+            # Read in the transaction, on this thread: a flush that drops marks writes
+            # them on this thread too, so it cannot slip in between.
+            taken = self._claims.taken()
+            rows = claim_relayable(sql, self.owner, now, limit, taken)
+            return [_queued_row(r) for r in rows]
 
         return await self._thread.run(work)
 
@@ -292,6 +303,23 @@ class SqlStore:
 
 # Requests we sent, still waiting for their answer: the overdue scan's rows.
 _ASKED_BY_US = and_(verifications.c.role == "importer", verifications.c.state == "pending")
+
+
+def _queued_row(row: tuple[Any, ...]) -> QueuedPublication:
+    """A row of ``claims.RELAY_QUERY``."""
+    outbox_id, destination, body, message_id, kind, headers, content_type, bound_to = row
+    return QueuedPublication(
+        outbox_id,
+        Publication(
+            destination,
+            bytes(body),
+            message_id,
+            kind,
+            orjson.loads(headers),
+            content_type,
+            bound_to,
+        ),
+    )
 
 
 def _queued(row: Any) -> QueuedPublication:

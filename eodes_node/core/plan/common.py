@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from eodes_node.core.canonical import canonical_json
 from eodes_node.core.decide import Local, Transition
 from eodes_node.core.jws import KeySet, PrivateKey
+from eodes_node.core.validity import KeyMayNotSign, window_problem
 from eodes_node.core.verification import VerificationMove
 from eodes_node.core.work import Delivery, InboundRow, OutboundRow, OutboundUpdate
 from eodes_node.errors import Problem
@@ -30,8 +31,17 @@ _UUID_CHARS = frozenset("0123456789abcdef-")
 class Identity:
     own: str
     partner: str
-    key: PrivateKey
+    key: PrivateKey  # its ``public`` carries the window we publish for it (keyfiles)
     partner_keys: KeySet
+
+
+def signing_key(identity: Identity, now: datetime) -> PrivateKey:
+    """Our key, if it may sign at ``now``: a key outside its published window signs
+    nothing (``KeyMayNotSign``), whatever the files said when it was loaded."""
+    problem = window_problem(identity.key.public, int(now.timestamp()))
+    if problem is not None:
+        raise KeyMayNotSign(f"our signing key may not sign now: {problem}")
+    return identity.key
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from eodes_node.core.plan.common import (
     claimed_id,
     inbound_binding,
     looks_like_id,
+    signing_key,
 )
 from eodes_node.core.plan.receipts import settle
 from eodes_node.core.state import Role
@@ -350,7 +351,12 @@ class _InboundPlanner:
             settle(self.plan, opened.message, self.sent, self.certs, self.id.partner)
 
     def answer(self, now: datetime) -> None:
-        """One signed receipt for the batch; duplicates get their earlier receipt again."""
+        """One signed receipt for the batch; duplicates get their earlier receipt again.
+
+        Raises ``KeyMayNotSign`` when our key is outside its window: the partner would
+        refuse the receipt, so the batch is not decided and stays in our inbound queue
+        (the partner resends meanwhile). A batch of receipts alone needs no signature.
+        """
         if self.entries:
             receipt = Receipt(
                 message_id=self.receipt_id,
@@ -359,7 +365,7 @@ class _InboundPlanner:
                 issued_at=issued_now(now),
                 entries=tuple(self.entries),
             )
-            token = seal(receipt, self.id.key)
+            token = seal(receipt, signing_key(self.id, now))
             self.plan.outbound.append(
                 OutboundRow(
                     self.receipt_id,

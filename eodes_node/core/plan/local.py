@@ -23,6 +23,7 @@ from eodes_node.core.plan.common import (
     ToPartner,
     claimed_id,
     item,
+    signing_key,
 )
 from eodes_node.core.records import too_deep
 from eodes_node.core.work import Delivery, OutboundRow
@@ -91,11 +92,13 @@ def send(
     retry: RetryPolicy,
     payload: bytes | None = None,
 ) -> None:
-    """Sign a message for the partner, remember it for resends, and send it after commit."""
-    if payload is None:
-        token = seal(message, identity.key)
-    else:
-        token = sign_compact(payload, kind.typ, identity.key)
+    """Sign a message for the partner, remember it for resends, and send it after commit.
+
+    Raises ``KeyMayNotSign`` when our key is outside its window: the record waits in its
+    queue, and its retry budget starts when it is signed.
+    """
+    key = signing_key(identity, now)
+    token = seal(message, key) if payload is None else sign_compact(payload, kind.typ, key)
     plan.outbound.append(
         OutboundRow(
             message.message_id,

@@ -18,9 +18,10 @@ from eodes_node.core.canonical import loads_strict
 from eodes_node.core.decide import CertFacts, Transition
 from eodes_node.core.jws import b64url_decode_strict, sign_compact
 from eodes_node.core.messages import BODY_FIELD, Kind, issued_now
-from eodes_node.core.plan.common import Identity, Plan, RetryPolicy, ToPartner
+from eodes_node.core.plan.common import Identity, Plan, RetryPolicy, ToPartner, signing_key
 from eodes_node.core.records import compose
 from eodes_node.core.state import Event, IllegalTransition, Role, State, next_state
+from eodes_node.core.validity import KeyMayNotSign
 from eodes_node.core.work import OutboundRow, OutboundUpdate
 from eodes_node.errors import InvalidRecord
 
@@ -138,8 +139,12 @@ def _anew(
         raise ResendRefused(
             f"certificate {cert.number} no longer passes our checks: {exc}"
         ) from None
+    try:
+        key = signing_key(identity, now)
+    except KeyMayNotSign as exc:  # the operator asks again once a valid key is loaded
+        raise ResendRefused(f"certificate {cert.number} cannot be sent anew: {exc}") from None
     mid = composed.message.message_id
-    token = sign_compact(composed.payload, kind.typ, identity.key)
+    token = sign_compact(composed.payload, kind.typ, key)
     result.outbound.append(
         OutboundRow(
             mid,

@@ -2,13 +2,15 @@
 
 Revision ID: 0004
 Revises: 0003
+
+The tables as this revision made them, written out: a later change to ``schema`` is a
+revision of its own, and must not change what this one creates.
 """
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
-
-from eodes_node.adapters.sql.schema import audit_links, prune_log
 
 revision = "0004"
 down_revision = "0003"
@@ -17,5 +19,21 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for table in (audit_links, prune_log):
-        table.create(op.get_bind(), checkfirst=True)
+    existing = set(sa.inspect(op.get_bind()).get_table_names())
+    if "audit_links" not in existing:
+        op.create_table(
+            "audit_links",
+            sa.Column("history_id", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("previous_chain", sa.String(64), nullable=False),
+        )
+    if "prune_log" not in existing:
+        op.create_table(
+            "prune_log",
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("pruned_at", sa.Float, nullable=False),
+            sa.Column("before", sa.Float, nullable=False),
+            sa.Column("certificates", sa.Integer, nullable=False),
+            sa.Column("messages", sa.Integer, nullable=False),
+            sa.Column("history_rows", sa.Integer, nullable=False),
+            sa.Column("archive", sa.Text),
+        )

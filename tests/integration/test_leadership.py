@@ -1,0 +1,139 @@
+"""Active/standby on PostgreSQL: two instances of one link on one database, one active;
+the standby takes over once the active one's lock session ends (closed, killed, or
+silent too long), and a writer fenced out by a takeover writes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from eodes_node.adapters.sql import SqlStore, StoreSettings
+from eodes_node.adapters.sql.leadership import PgLeadership
+from eodes_node.core.decide import Transition
+from eodes_node.core.state import Event, Role, State
+from eodes_node.errors import LeadershipLost
+from eodes_node.ports import UnitOfWork
+from tests.integration.test_sql_migrations import HEAD
+from tests.integration.test_sql_store import Database, database
+
+LINK = "KR:CN:eodes"
+POLL_S = 0.2
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    async with database("postgresql", tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def instances(db: Database) -> AsyncIterator[Callable[[], Awaitable[Instance]]]:
+    made: list[Instance] = []
+
+    async def make() -> Instance:
+        leadership = PgLeadership(
+            db.url, LINK, clock=db.clock, settings=StoreSettings(standby_poll_s=POLL_S)
+        )
+        store = await db.open(leadership=leadership)
+        made.append(Instance(store, leadership))
+        return made[-1]
+
+    yield make
+    for instance in made:
+        await instance.leadership.resign()
+
+
+class Instance:
+    def __init__(self, store: SqlStore, leadership: PgLeadership) -> None:
+        self.store, self.leadership = store, leadership
+
+
+def sent(number: str) -> UnitOfWork:
+    return UnitOfWork(
+        transitions=[
+            Transition(number, Role.EXPORTER, None, State.PENDING, Event.SUBMITTED, f"m-{number}")
+        ]
+    )
+
+
+async def takes_over(instance: Instance, within: float) -> float:
+    """Poll as a standby does, with a deadline; returns how long the takeover took."""
+    began = time.monotonic()
+    while not await instance.leadership.try_lead():
+        if time.monotonic() - began > within:
+            raise AssertionError(f"the standby did not take over within {within} s")
+        await asyncio.sleep(POLL_S)
+    return time.monotonic() - began
+
+
+def lock_holders(db: Database) -> list[int]:
+    """Server processes holding an advisory lock of the link (the active one's session)."""
+    rows = db.admin.execute(
+        "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND a.datname = %s",
+        (db.name,),
+    ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+async def test_one_instance_is_active_and_the_standby_takes_over_when_it_closes(
+    db: Database, instances: Callable[[], Awaitable[Instance]]
+) -> None:
+    first, second = await instances(), await instances()
+    assert await first.leadership.try_lead()
+    assert not await second.leadership.try_lead()
+    assert await first.leadership.holds()
+    await first.store.commit(sent("KR-1"))
+    with pytest.raises(LeadershipLost, match="not active"):
+        await second.store.commit(sent("KR-2"))
+
+    await first.leadership.resign()  # its session ends, as when its process dies
+    await takes_over(second, within=5 * POLL_S)
+    assert second.leadership.epoch == 2
+    await second.store.commit(sent("KR-2"))
+    assert db.rows("SELECT number FROM certificates ORDER BY number") == [("KR-1",), ("KR-2",)]
+
+
+async def test_a_writer_fenced_out_by_a_takeover_writes_nothing_and_learns_it_lost(
+    db: Database, instances: Callable[[], Awaitable[Instance]]
+) -> None:
+    first, second = await instances(), await instances()
+    assert await first.leadership.try_lead()
+    (holder,) = lock_holders(db)
+    db.admin.execute("SELECT pg_terminate_backend(%s, 5000)", (holder,))
+    await takes_over(second, within=5 * POLL_S)
+
+    # The first instance has not noticed (paused, say): it still believes it leads.
+    assert first.leadership.epoch == 1
+    with pytest.raises(LeadershipLost, match=r"another instance took over \(our epoch 1\)"):
+        await first.store.commit(sent("KR-9"))
+    assert db.rows("SELECT count(*) FROM certificates") == [(0,)]
+    assert db.rows("SELECT count(*) FROM certificate_history") == [(0,)]
+    assert not await first.leadership.holds()
+    await second.store.commit(sent("KR-10"))
+    assert db.rows("SELECT number FROM certificates") == [("KR-10",)]
+
+
+async def test_a_leader_that_stops_answering_loses_the_link_to_the_standby(
+    db: Database, instances: Callable[[], Awaitable[Instance]]
+) -> None:
+    first, second = await instances(), await instances()
+    assert await first.leadership.try_lead()
+    # No heartbeat from the first any more: the server ends its silent session after
+    # SILENT_POLLS polls and a second, and the standby's next poll takes the link.
+    took = await takes_over(second, within=10.0)
+    assert took >= 3 * POLL_S  # the lock was held until the silence ran out
+    with pytest.raises(LeadershipLost):
+        await first.store.commit(sent("KR-1"))
+    assert db.rows("SELECT count(*) FROM certificates") == [(0,)]
+
+
+async def test_instances_opening_an_empty_database_at_once_all_succeed(db: Database) -> None:
+    stores = [SqlStore(db.url, clock=db.clock) for _ in range(4)]
+    db.opened.extend(stores)
+    await asyncio.gather(*(store.open() for store in stores))
+    assert db.rows("SELECT version_num FROM alembic_version") == [(HEAD,)]
