@@ -75,8 +75,8 @@ def _amqp_broker(config: NodeConfig, identity: NodeIdentity) -> AmqpBroker:
     settings = config.broker
     return AmqpBroker(
         identity.topology,
-        local_url=settings.local_url,
-        partner_url=settings.partner_url,
+        local_url=settings.link_urls("local"),
+        partner_url=settings.link_urls("partner"),
         prefetch=settings.prefetch,
         batch_max=settings.batch_max,
         batch_wait_s=settings.batch_wait_ms / 1000,
@@ -85,4 +85,5 @@ def _amqp_broker(config: NodeConfig, identity: NodeIdentity) -> AmqpBroker:
         node_name=f"eodes-node {identity.own}->{identity.partner}",
         local_tls=settings.link_tls("local"),
         partner_tls=settings.link_tls("partner"),
+        queues=settings.queue_kind,
     )

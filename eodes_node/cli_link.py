@@ -163,12 +163,13 @@ def submit(config_path: Path, kind_name: str, no_validate: bool, files: tuple[st
         if accepted:
             asyncio.run(
                 publish_records(
-                    config.broker.local_url,
+                    config.broker.link_urls("local"),
                     queue,
                     accepted,
                     kind=kind.value,
                     timeout_s=config.broker.io_timeout_s,
                     tls=config.broker.link_tls("local"),
+                    queues=config.broker.queue_kind,
                 )
             )
     except TransientError as exc:

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from eodes_node.broker_cluster import BrokerClusterFields, env_url_forms_win, listed_urls
 from eodes_node.broker_tls import LINKS, BrokerTlsFields
 from eodes_node.core.models import CountryCode
 from eodes_node.errors import ConfigError
@@ -38,8 +39,9 @@ class NodeSection(Section):
     namespace: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")] = "eodes"
 
 
-class BrokerSection(Section, BrokerTlsFields):
-    """Our local broker and the partner's; the TLS settings of each: ``broker_tls``."""
+class BrokerSection(Section, BrokerTlsFields, BrokerClusterFields):
+    """Our local broker and the partner's; the TLS settings of each: ``broker_tls``; URL
+    lists for a cluster and the queue type: ``broker_cluster``."""
 
     # Each may carry a password: never part of the section's repr.
     local_url: str = Field(repr=False)
@@ -153,7 +155,7 @@ ENV_PREFIX = "EODES_"
 # The settings that may hold a secret, by section. Each is given at most once per layer
 # (TOML or environment): as ``<key>`` or as ``<key>_file``, a file holding the value.
 SECRET_KEYS: dict[str, tuple[str, ...]] = {
-    "broker": ("local_url", "partner_url", "local_password", "partner_password"),
+    "broker": tuple(f"{link}_{key}" for key in ("url", "urls", "password") for link in LINKS),
     "store": ("url", "password"),
 }
 # A password given apart from its URL, and the URL it goes into.
@@ -261,6 +263,8 @@ def _secret_in_layer(
         if from_file == "":
             raise ConfigError(f"{names[1]} is empty: it must name a file")
         return read_secret_file(_resolve(base, from_file, names[1]), names[1])
+    if key.endswith("_urls") and isinstance(plain, list):  # none listed: not given
+        return ",".join(listed_urls(plain, names[0])) if plain else None
     if plain is not None and not isinstance(plain, str):
         raise ConfigError(f"{names[0]}: expected a string, got {type(plain).__name__}")
     return plain
@@ -312,9 +316,13 @@ def _apply_secrets(
             if owner != section or password_key not in values:
                 continue
             password = values.pop(password_key)
+            where = f"{section}.{password_key}"
             url = values.get(url_key)
             if isinstance(url, str):
-                values[url_key] = _with_password(url, password, f"{section}.{password_key}")
+                values[url_key] = _with_password(url, password, where)
+            if isinstance(urls := values.get(f"{url_key}s"), str):  # a cluster: every member
+                listed = listed_urls(urls, f"{section}.{url_key}s")
+                values[f"{url_key}s"] = [_with_password(u, password, where) for u in listed]
 
 
 def _check_guarded_files(merged: Mapping[str, Any]) -> None:
@@ -365,7 +373,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> NodeCon
     env = _env_values(os.environ if environ is None else environ)
     merged = _env_overrides(raw, env)
     base = path.resolve().parent
-    _apply_secrets(merged, raw, env, base)
+    _apply_secrets(merged, env_url_forms_win(raw, env), env, base)
     _resolve_paths(merged, base)
     _check_guarded_files(merged)
     store = merged.get("store", {})

@@ -39,7 +39,7 @@ from eodes_node.config import NodeConfig, read_secret_file
 from eodes_node.core.plan import Door
 from eodes_node.errors import ConfigError, LocalError
 from eodes_node.service.effects import door_queue
-from eodes_node.topology import Topology
+from eodes_node.topology import CLASSIC, QueueKind, Topology
 
 __all__ = [
     "PARTNER_PASSWORD_ENV",
@@ -87,6 +87,8 @@ class LinkAccess:
     topology: Topology
     node_user: str
     partner_user: str
+    # How the node declares its queues (broker.queue_type): the definitions match it.
+    queue_kind: QueueKind = CLASSIC
 
     @property
     def queues(self) -> tuple[str, ...]:
@@ -98,13 +100,19 @@ class LinkAccess:
     def node_permissions(self) -> Permissions:
         """Declare its exchange and queues; bind the inbound queue (write on the queue,
         read on the exchange); hand off through the default exchange; consume its doors
-        and read their dead letters (replay)."""
+        and read their dead letters (replay). Quorum queues dead-letter through the default
+        exchange, and RabbitMQ lets only a user that may read a queue declare it so: then
+        the node reads every local queue."""
         t = self.topology
         doors = [door_queue(t, door) for door in Door]
+        read = [t.inbound_exchange, *doors, *(t.dead_letter(q) for q in doors)]
+        dead_lettered = [
+            q for q in t.local_queues() if "x-dead-letter-exchange" in self.queue_kind.arguments(q)
+        ]
         return Permissions(
             configure=_exactly([t.inbound_exchange, *self.queues]),
             write=_exactly(["amq.default", t.inbound_queue]),
-            read=_exactly([t.inbound_exchange, *doors, *(t.dead_letter(q) for q in doors)]),
+            read=_exactly([*read, *(q for q in dead_lettered if q not in read)]),
         )
 
     @property
@@ -154,7 +162,7 @@ def link_access(config: NodeConfig, partner_user: str | None = None) -> LinkAcce
             f"our node's user and the partner's user are both {node_user!r}: they must differ"
         )
     topology = Topology(config.node.country, config.node.partner, config.node.namespace)
-    return LinkAccess(_vhost_of(url), topology, node_user, partner_user)
+    return LinkAccess(_vhost_of(url), topology, node_user, partner_user, config.broker.queue_kind)
 
 
 def node_password(config: NodeConfig) -> str:
@@ -233,7 +241,13 @@ def definitions(access: LinkAccess, node_secret: str, partner_secret: str) -> di
             }
         ],
         "queues": [
-            {"name": name, "vhost": vhost, "durable": True, "auto_delete": False, "arguments": {}}
+            {
+                "name": name,
+                "vhost": vhost,
+                "durable": True,
+                "auto_delete": False,
+                "arguments": access.queue_kind.arguments(name),
+            }
             for name in access.queues
         ],
         "bindings": [

@@ -185,16 +185,27 @@ def _missing(access: LinkAccess, view: _VhostView | None) -> list[str]:
         row = queues.get(name)
         if row is None:
             missing.append(f"queue {name} missing")
-        elif (row.get("durable"), row.get("auto_delete"), row.get("arguments")) != (
+        elif (row.get("durable"), row.get("auto_delete"), listed_arguments(row)) != (
             True,
             False,
-            [],
+            declared := access.queue_kind.arguments(name),
         ):
-            missing.append(f"queue {name}: {row}, want durable, not auto-delete, no arguments")
+            missing.append(
+                f"queue {name}: {row}, want durable, not auto-delete, arguments {declared}"
+            )
     bound = {tuple(row.get(column) for column in BINDING_COLUMNS) for row in view.bindings}
     if (t.inbound_exchange, t.inbound_queue, t.partner) not in bound:
         missing.append(f"binding {t.inbound_exchange} -[{t.partner}]-> {t.inbound_queue} missing")
     return missing
+
+
+def listed_arguments(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A queue's arguments as ``rabbitmqctl list_queues --formatter json`` gives them
+    (``[[name, type, value], ...]``), by name."""
+    listed = row.get("arguments") or []
+    if isinstance(listed, dict):
+        return dict(listed)
+    return {str(entry[0]): entry[-1] for entry in listed}
 
 
 def differences(access: LinkAccess, ctl: Rabbitmqctl) -> list[str]:

@@ -26,8 +26,11 @@ from eodes_node.core.messages import (
 from eodes_node.core.models import Certificate
 from eodes_node.core.records import compose, parse_model
 from eodes_node.errors import InvalidRecord, Problem
+from eodes_node.topology import QueueKind
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from eodes_node.broker_tls import LinkTls
 
 # What `--type` accepts, and the message kind each one becomes.
@@ -247,25 +250,35 @@ def refusals(
 
 
 async def publish_records(
-    url: str,
+    url: str | Sequence[str],
     queue: str,
     records: list[bytes],
     *,
     kind: str,
     timeout_s: float,
     tls: LinkTls | None = None,
+    queues: QueueKind | None = None,
 ) -> None:
-    """Publish each record to ``queue`` with a confirm, as the local system would."""
+    """Publish each record to ``queue`` with a confirm, as the local system would; the
+    queue is declared as the node declares it (``queues``: the configured queue type), and
+    one that exists with other arguments is ``BrokerRefused`` with one line."""
     import asyncio
 
     from eodes_node.adapters.amqp import BrokerLink
+    from eodes_node.adapters.amqp.declare import declare_queue
     from eodes_node.core.messages import new_message_id
 
     link = BrokerLink(url, name="eodes-node submit", timeout_s=timeout_s, reconnect_s=1.0, tls=tls)
     try:
         await link.connect()
         channel = await link.publish_channel()
-        await channel.declare_queue(queue, durable=True)
+        await declare_queue(
+            channel,
+            queue,
+            queues or QueueKind(),
+            timeout_s=timeout_s,
+            what=f"cannot declare {queue}",
+        )
         await asyncio.gather(
             *(
                 link.publish("", queue, record, message_id=new_message_id(), kind=kind)

@@ -11,6 +11,49 @@ from dataclasses import dataclass
 from typing import Any
 
 INBOUND_EXCHANGE = "eodes.inbound"
+QUEUE_TYPES = ("classic", "quorum")
+DEFAULT_DELIVERY_LIMIT = 20
+DEAD_SUFFIX = ".dead"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKind:
+    """How every queue of the node is declared. The broker refuses a declaration whose
+    arguments differ from the queue's (PRECONDITION_FAILED), so the node, ``submit``,
+    ``broker-setup`` and the test helpers all take their arguments from here.
+
+    Quorum queues are replicated across a cluster. Each queue but a ``.dead`` one counts
+    deliveries: one returned more than ``delivery_limit`` times (a message that crashes
+    every consumer it reaches) is dead-lettered by the broker into the queue's ``.dead``
+    queue, beside what the node parks there itself. Dead-lettering stays at most once:
+    at-least-once needs ``x-overflow: reject-publish``, under which RabbitMQ can reject a
+    transaction's publishes to a quorum queue and still commit the transaction
+    (rabbitmq-server#8966), and the node hands off in transactions."""
+
+    queue_type: str = "classic"
+    delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+
+    def __post_init__(self) -> None:
+        if self.queue_type not in QUEUE_TYPES:
+            raise ValueError(f"queue type {self.queue_type!r}: give one of {QUEUE_TYPES}")
+        if self.delivery_limit < 1:
+            raise ValueError(f"delivery limit {self.delivery_limit}: give 1 or more")
+
+    def arguments(self, queue: str) -> dict[str, Any]:
+        """The declaration arguments of ``queue``; none for a classic queue."""
+        if self.queue_type == "classic":
+            return {}
+        if queue.endswith(DEAD_SUFFIX):
+            return {"x-queue-type": "quorum"}
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": f"{queue}{DEAD_SUFFIX}",
+        }
+
+
+CLASSIC = QueueKind()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +105,7 @@ class Topology:
         return f"{self._p}.events"
 
     def dead_letter(self, queue: str) -> str:
-        return f"{queue}.dead"
+        return f"{queue}{DEAD_SUFFIX}"
 
     @property
     def routing_key_at_partner(self) -> str:
@@ -105,7 +148,8 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _queue(address: str, description: str, messages: tuple[str, ...]) -> dict[str, Any]:
-    """A durable, non-exclusive classic queue on the node's own broker."""
+    """A durable, non-exclusive queue on the node's own broker, with its declaration
+    arguments for each ``broker.queue_type`` (quorum: with the default delivery limit)."""
     channel: dict[str, Any] = {
         "address": address,
         "description": description,
@@ -124,6 +168,7 @@ def _queue(address: str, description: str, messages: tuple[str, ...]) -> dict[st
                 "bindingVersion": _BINDING_VERSION,
             }
         },
+        "x-eodes-arguments": {kind: QueueKind(kind).arguments(address) for kind in QUEUE_TYPES},
     }
     if messages:
         channel["messages"] = {name: _ref(name) for name in messages}

@@ -74,6 +74,7 @@ class Kit:
             partner_tls=partner_tls,
             topology=Topology(own, node, config.node.namespace),
             inbox=Inbox(node_keys, own),
+            queues=config.broker.queue_kind,
         )
         self.node_topology = Topology(node, own, options.node_namespace or config.node.namespace)
 

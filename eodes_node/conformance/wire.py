@@ -22,7 +22,7 @@ from eodes_node.core.envelope import open_envelope
 from eodes_node.core.jws import KeySet
 from eodes_node.core.messages import Receipt
 from eodes_node.errors import LocalError, PeerError
-from eodes_node.topology import Topology
+from eodes_node.topology import CLASSIC, QueueKind, Topology
 
 _AMQP_ERRORS = (aio_pika.exceptions.AMQPError, ConnectionError, OSError, TimeoutError)
 
@@ -136,8 +136,10 @@ class KitWire:
         inbox: Inbox,
         local_tls: ssl.SSLContext | None = None,
         partner_tls: ssl.SSLContext | None = None,
+        queues: QueueKind = CLASSIC,
     ) -> None:
         self.local_url, self.partner_url = local_url, partner_url
+        self.queues = queues  # as the kit's configuration declares a node's queues
         self.local_tls, self.partner_tls = local_tls, partner_tls
         self.topology = topology
         self.inbox = inbox
@@ -161,7 +163,9 @@ class KitWire:
             exchange = await channel.declare_exchange(
                 t.inbound_exchange, aio_pika.ExchangeType.DIRECT, durable=True
             )
-            queue = await channel.declare_queue(t.inbound_queue, durable=True)
+            queue = await channel.declare_queue(
+                t.inbound_queue, durable=True, arguments=self.queues.arguments(t.inbound_queue)
+            )
             await queue.bind(exchange, routing_key=t.partner)
             purged = await queue.purge()
             await queue.consume(self.inbox.add, no_ack=True)

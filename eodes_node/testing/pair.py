@@ -178,11 +178,16 @@ class Side:
             (self.issuing, t.issuing),
             (self.events, t.events),
         ):
-            declared = await channel.declare_queue(queue, durable=True)
+            declared = await channel.declare_queue(
+                queue, durable=True, arguments=self.config.broker.queue_kind.arguments(queue)
+            )
             await declared.consume(seen.add, no_ack=True)
         for queue in (t.inbound_queue, t.outbound_records, t.outbound_feedback):
             seen = Seen(f"{self.own} {queue}.dead")
-            declared = await channel.declare_queue(t.dead_letter(queue), durable=True)
+            dead = t.dead_letter(queue)
+            declared = await channel.declare_queue(
+                dead, durable=True, arguments=self.config.broker.queue_kind.arguments(dead)
+            )
             if self.consume_dead_letters:
                 await declared.consume(seen.add, no_ack=True)
             self.dead[queue] = seen

@@ -15,10 +15,11 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from eodes_node.adapters.amqp.consumer import AmqpConsumer
+from eodes_node.adapters.amqp.declare import declare_queue
 from eodes_node.adapters.amqp.link import BrokerLink, broker_errors, open_channel
 from eodes_node.broker_tls import LinkTls
 from eodes_node.ports import BatchHandler, Publication
-from eodes_node.topology import Topology
+from eodes_node.topology import CLASSIC, QueueKind, Topology
 
 
 class AmqpBroker:
@@ -28,8 +29,8 @@ class AmqpBroker:
         self,
         topology: Topology,
         *,
-        local_url: str,
-        partner_url: str,
+        local_url: str | Sequence[str],
+        partner_url: str | Sequence[str],
         prefetch: int,
         batch_max: int,
         batch_wait_s: float,
@@ -38,8 +39,10 @@ class AmqpBroker:
         node_name: str,
         local_tls: LinkTls | None = None,
         partner_tls: LinkTls | None = None,
+        queues: QueueKind = CLASSIC,
     ) -> None:
         self.topology = topology
+        self.queues = queues
         self.prefetch = prefetch
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
@@ -62,7 +65,8 @@ class AmqpBroker:
         self._channels: list[AbstractChannel] = []
 
     async def declare(self) -> None:
-        """Declare our exchanges and queues (idempotent)."""
+        """Declare our exchanges and queues (idempotent); ``BrokerRefused`` naming the queue
+        when one exists with other arguments than ``queues`` gives it."""
         connection = await self.local.connect()
         t = self.topology
         what = "cannot declare topology"
@@ -74,10 +78,13 @@ class AmqpBroker:
                     t.inbound_exchange, aio_pika.ExchangeType.DIRECT, durable=True, timeout=timeout
                 )
                 for name in t.local_queues():
-                    await channel.declare_queue(name, durable=True, timeout=timeout)
-                    await channel.declare_queue(t.dead_letter(name), durable=True, timeout=timeout)
-                inbound = await channel.declare_queue(
-                    t.inbound_queue, durable=True, timeout=timeout
+                    # The .dead queue first: a quorum queue dead-letters into it.
+                    for queue in (t.dead_letter(name), name):
+                        await declare_queue(
+                            channel, queue, self.queues, timeout_s=timeout, what=what
+                        )
+                inbound = await declare_queue(
+                    channel, t.inbound_queue, self.queues, timeout_s=timeout, what=what
                 )
                 await inbound.bind(exchange, routing_key=t.partner, timeout=timeout)
         finally:
@@ -101,7 +108,9 @@ class AmqpBroker:
         self._channels.append(channel)
         with broker_errors(what):
             await channel.set_qos(prefetch_count=self.prefetch, timeout=self.timeout_s)
-            declared = await channel.declare_queue(queue, durable=True, timeout=self.timeout_s)
+            declared = await declare_queue(
+                channel, queue, self.queues, timeout_s=self.timeout_s, what=what
+            )
             consumer = AmqpConsumer(
                 queue,
                 channel,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import aio_pika
@@ -22,6 +22,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from yarl import URL
 
+from eodes_node.adapters.amqp.cluster import ClusterConnection
 from eodes_node.adapters.amqp.handshake import tls_refusal
 from eodes_node.broker_tls import LinkTls, tls_url
 from eodes_node.errors import BrokerRefused, BrokerUnavailable
@@ -146,20 +147,37 @@ def frame_properties(
     )
 
 
+def _shown(url: str) -> str:
+    """A URL as logs and errors may show it: without its password."""
+    return str(URL(url).with_password(None))
+
+
+async def _abandon(connection: ClusterConnection, within_s: float) -> None:
+    with contextlib.suppress(Exception):  # it never connected: nothing to lose
+        await asyncio.wait_for(connection.close(), within_s)
+
+
 class BrokerLink:
     """One robust connection with a confirming publish channel; over TLS when ``tls`` is
-    given (its context is built here, so an unusable file stops the start)."""
+    given (its context is built here, so an unusable file stops the start). Given several
+    URLs (the members of a cluster), it connects to the first that answers, and after a
+    loss reconnects to the next (``ClusterConnection``)."""
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         name: str,
         timeout_s: float,
         reconnect_s: float,
         tls: LinkTls | None = None,
     ) -> None:
-        self.url = url if tls is None else tls_url(url)
+        given = (url,) if isinstance(url, str) else tuple(url)
+        if not given:
+            raise ValueError(f"{name}: no broker URL")
+        self.urls = given if tls is None else tuple(tls_url(u) for u in given)
+        self.url = self.urls[0]
+        self._member = 0  # where the next new connection starts: the last one that answered
         self.tls = tls
         self.ssl_context: ssl.SSLContext | None = None if tls is None else tls.context()
         self.name = name
@@ -175,30 +193,52 @@ class BrokerLink:
     async def connect(self) -> AbstractRobustConnection:
         async with self._lock:
             if self.connection is None or self.connection.is_closed:
-                with broker_errors(f"{self.name}: cannot connect"):
-                    try:
-                        self.connection = await asyncio.wait_for(
-                            aio_pika.connect_robust(
-                                self.url,
-                                reconnect_interval=self.reconnect_s,
-                                client_properties={"connection_name": self.name},
-                                timeout=self.timeout_s,
-                                ssl_context=self.ssl_context,
-                            ),
-                            self.timeout_s,
-                        )
-                    except aiormq.exceptions.AMQPError as exc:
-                        refused = refusal(self.url, exc) or await tls_refusal(
-                            self.url, self.tls, self.ssl_context, exc, min(self.timeout_s, 3.0)
-                        )
-                        if refused is not None:
-                            raise refused from None
-                        raise
+                self.connection = await self._first_answering()
                 self._closing, self._up = False, True
                 self.connection.close_callbacks.add(self._on_lost)
                 self.connection.reconnect_callbacks.add(self._on_reconnected)
                 self._publish_channel = None
             return self.connection
+
+    async def _first_answering(self) -> ClusterConnection:
+        """A connection to the first member that answers, from the last one that did; a
+        refusal of our login, vhost or TLS by any member stops the search (a cluster
+        shares its users, so the others would refuse it too)."""
+        count = len(self.urls)
+        for step in range(count):
+            member = (self._member + step) % count
+            url = self.urls[member]
+            what = f"{self.name}: cannot connect" + (f" to {_shown(url)}" if count > 1 else "")
+            connection = ClusterConnection(
+                self.urls,
+                member,
+                reconnect_interval=self.reconnect_s,
+                client_properties={"connection_name": self.name},
+                ssl_context=self.ssl_context,
+            )
+            try:
+                with broker_errors(what):
+                    try:
+                        await asyncio.wait_for(connection.connect(self.timeout_s), self.timeout_s)
+                    except aiormq.exceptions.AMQPError as exc:
+                        refused = refusal(url, exc) or await tls_refusal(
+                            url, self.tls, self.ssl_context, exc, min(self.timeout_s, 3.0)
+                        )
+                        if refused is not None:
+                            raise refused from None
+                        raise
+            except BrokerRefused:
+                await _abandon(connection, self.timeout_s)
+                raise
+            except BrokerUnavailable as exc:
+                await _abandon(connection, self.timeout_s)
+                if step == count - 1:
+                    raise
+                log.warning("broker_member_unavailable", link=self.name, error=str(exc))
+                continue
+            self._member = member
+            return connection
+        raise AssertionError("unreachable: the last member's failure is raised")
 
     def _on_lost(self, _: object, exc: BaseException | None = None) -> None:
         # Called on every close, failed reconnect attempts included: one line per loss.
@@ -216,9 +256,11 @@ class BrokerLink:
             reconnect_every_s=self.reconnect_s,
         )
 
-    def _on_reconnected(self, _: object) -> None:
+    def _on_reconnected(self, connection: object) -> None:
         self._up = True
-        log.info("broker_reconnected", link=self.name)
+        if isinstance(connection, ClusterConnection):
+            self._member = connection.member
+        log.info("broker_reconnected", link=self.name, broker=_shown(str(self.urls[self._member])))
 
     async def publish_channel(self) -> AbstractChannel:
         """The confirming channel, opened once under the lock: concurrent publishes that
@@ -274,6 +316,21 @@ class BrokerLink:
                     f"{self.name}: unroutable: nothing bound to {exchange or '(default)'}"
                     f"/{routing_key}"
                 ) from None
+            except aiormq.exceptions.DeliveryError as exc:
+                # A nack: the broker did not take the message. A channel nacked once may go on
+                # nacking (seen on RabbitMQ 3.10 after a quorum queue lost its leader): the
+                # next publish takes a new channel.
+                await self._discard(channel)
+                raise BrokerUnavailable(
+                    f"{self.name}: the broker did not take the message (nack): {exc!r}"
+                ) from None
+
+    async def _discard(self, channel: AbstractChannel) -> None:
+        async with self._channel_lock:
+            if self._publish_channel is channel:
+                self._publish_channel = None
+        with contextlib.suppress(*BROKER_ERRORS):
+            await asyncio.wait_for(channel.close(), self.timeout_s)
 
     async def close(self) -> None:
         self._closing = True
