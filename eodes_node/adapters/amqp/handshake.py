@@ -7,7 +7,8 @@ reset there is asked again on a second connection that only listens, which hears
 alert. A plain AMQP client on a TLS-only port gets a reset too; asked again, the port
 answers the AMQP header with a TLS alert record.
 
-Each refusal found is ``BrokerRefused``: a configuration error, which no retry cures.
+Each refusal recognised is ``BrokerRefused``: a configuration error, which no retry
+cures. A TLS failure not recognised is left to the retries, as any broker trouble is.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ async def tls_refusal(
     return _explained(broker, port, tls, errors[0]) if errors else None
 
 
-def _explained(broker: str, port: int, tls: LinkTls, error: ssl.SSLError) -> BrokerRefused:
+def _explained(broker: str, port: int, tls: LinkTls, error: ssl.SSLError) -> BrokerRefused | None:
     ca = f"the CA in {tls.ca_file}" if tls.ca_file else "the system's trust store"
     if isinstance(error, ssl.SSLCertVerificationError):
         return BrokerRefused(
@@ -107,8 +108,9 @@ def _explained(broker: str, port: int, tls: LinkTls, error: ssl.SSLError) -> Bro
             "(TLS is on for this link: amqps:// URL or "
             f"{tls.setting('tls')} = true)"
         )
-    what = f"TLS alert {alert}" if alert else (error.reason or str(error))
-    return BrokerRefused(f"{broker} refused the TLS handshake ({what})")
+    # Anything else (internal_error, decode_error, a reset from a broker or a load balancer
+    # still starting) is the broker's trouble, not our configuration: retried, not fatal.
+    return None
 
 
 async def _listen(
