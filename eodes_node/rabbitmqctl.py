@@ -114,14 +114,19 @@ def _refusals(access: LinkAccess, ctl: Rabbitmqctl) -> list[str]:
         {
             f"{row.get('routing_key')} (to {row.get('destination_name')})"
             for row in found.get("list_bindings", [])
-            if row.get("source_name") == t.inbound_exchange and row.get("routing_key") != t.partner
+            if row.get("source_name") == t.inbound_exchange
+            and (row.get("routing_key"), row.get("destination_name"))
+            != (t.partner, t.inbound_queue)
         }
     )
     if others:
+        # Another key lets the partner publish as another country; its own key bound to
+        # another queue lets it publish past verification, straight into a local door.
         problems.append(
-            f"{t.inbound_exchange} on vhost {access.vhost} also routes routing key(s) "
-            f"{', '.join(others)}: {t.partner}'s user could publish as that country into "
-            "that queue; give this link a vhost or a namespace of its own"
+            f"{t.inbound_exchange} on vhost {access.vhost} also routes {', '.join(others)}: "
+            f"{t.partner}'s user could publish there as another country or past the "
+            f"node's checks; only {t.partner} (to {t.inbound_queue}) may be bound: give "
+            "this link a vhost or a namespace of its own, or remove the binding"
         )
     return problems
 

@@ -296,12 +296,16 @@ async def test_broker_setup_refuses_what_would_widen_the_partners_rights(
         exchange = await channel.declare_exchange(t.inbound_exchange, "direct", durable=True)
         vn_link = await channel.declare_queue(f"{t.namespace}.vn.inbound", durable=True)
         await vn_link.bind(exchange, routing_key="VN")
+        # And CN's own key bound straight to a local door: past the node's checks.
+        clearance = await channel.declare_queue(t.clearance, durable=True)
+        await clearance.bind(exchange, routing_key="CN")
     finally:
         await admin.close()
     code, _, err = await broker_setup(rabbit, config, env=from_env)
     assert code == 1
-    assert f"also routes routing key(s) VN (to {t.namespace}.vn.inbound)" in err
-    assert "CN's user could publish as that country" in err
+    assert f"VN (to {t.namespace}.vn.inbound)" in err
+    assert f"CN (to {t.clearance})" in err
+    assert "CN's user could publish there as another country or past the node's checks" in err
 
     access = link_access(load_config(config), None)
     ctl = Rabbitmqctl(CTL, rabbit.node)
