@@ -27,6 +27,7 @@ from typing import Any
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from breakdown import Stamps, breakdown, median_of_runs, table
 from pages import measure as measure_pages
 from pydantic import TypeAdapter
 
@@ -34,6 +35,7 @@ from eodes_node.core.envelope import seal
 from eodes_node.core.jws import KeySet, PrivateKey
 from eodes_node.core.messages import CooIssued, new_message_id
 from eodes_node.core.records import as_json_dict
+from eodes_node.hops import ENV_FLAG
 from eodes_node.keyfiles import write_private_key
 from eodes_node.samples import SampleFactory
 from eodes_node.testing import NodeProcess
@@ -157,9 +159,10 @@ async def ceiling(plan: Plan, body: bytes) -> float:
 
 
 class Pair:
-    """A KR and a CN node process on the bench vhosts, with the local queues watched."""
+    """A KR and a CN node process on the bench vhosts, with the local queues watched;
+    with ``trace`` the nodes log their hop stamps (``eodes_node.hops``)."""
 
-    def __init__(self, run: Path) -> None:
+    def __init__(self, run: Path, trace: bool = False) -> None:
         self.run = run
         self.namespace = "b" + secrets.token_hex(4)
         keys = {c: PrivateKey.generate() for c in ("KR", "CN")}
@@ -183,10 +186,12 @@ class Pair:
                 "EODES_KEYS_PARTNER_JWKS": str(run / f"{partner.lower()}.jwks.json"),
                 "EODES_STORE_URL": f"sqlite:///{d / 'node.db'}",
                 **EXTRA_ENV,
+                **({ENV_FLAG: "1"} if trace else {}),
             }
             config = ROOT / "config" / f"{own.lower()}-{partner.lower()}.toml"
             self.nodes[own] = NodeProcess(config, d / "node.log", env)
         self.delivered: dict[str, float] = {}
+        self.delivered_ns: dict[str, int] = {}  # wall clock, to join the nodes' hop stamps
         self.progress = asyncio.Event()
         self.connections: dict[str, AbstractRobustConnection] = {}
         self.watching: list[AbstractChannel] = []
@@ -210,9 +215,10 @@ class Pair:
         async def on_event(message: AbstractIncomingMessage) -> None:
             body = orjson.loads(message.body)
             if body["event"] == "delivered":
-                now = time.monotonic()
+                now, wall = time.monotonic(), time.time_ns()
                 for item in body["items"]:
                     self.delivered.setdefault(item["certificate_number"], now)
+                    self.delivered_ns.setdefault(item["certificate_number"], wall)
                 self.progress.set()
             await message.ack()
 
@@ -327,13 +333,15 @@ async def latency(run: Path, records: Records, plan: Plan) -> dict[str, Any]:
         **{p: statistics.median(r[p] for r in runs) for p in ("p50", "p95", "p99")},
         "offered_per_s": plan.rate,
         "count": runs[0]["count"],
+        "hops": median_of_runs([r["hops"] for r in runs]),
         "runs": runs,
     }
 
 
-async def latency_once(run: Path, records: Records, plan: Plan) -> dict[str, float]:
-    """Submission to receipt back at the sender, at a fixed offered load."""
-    pair = Pair(run)
+async def latency_once(run: Path, records: Records, plan: Plan) -> dict[str, Any]:
+    """Submission to receipt back at the sender, at a fixed offered load, with the nodes'
+    hop stamps on so each certificate's time splits into its hops."""
+    pair = Pair(run, trace=True)
     try:
         await pair.watch()
         await pair.nodes["CN"].start()
@@ -341,6 +349,7 @@ async def latency_once(run: Path, records: Records, plan: Plan) -> dict[str, flo
         channel = await pair.connections["KR"].channel(publisher_confirms=True)
         total = int(plan.rate * plan.latency_s)
         submitted: dict[str, float] = {}
+        submitted_ns: dict[str, int] = {}
         began = time.monotonic()
         for i in range(total):
             delay = began + i / plan.rate - time.monotonic()
@@ -348,6 +357,7 @@ async def latency_once(run: Path, records: Records, plan: Plan) -> dict[str, flo
                 await asyncio.sleep(delay)
             number, body = records.next()
             submitted[number] = time.monotonic()
+            submitted_ns[number] = time.time_ns()
             await channel.default_exchange.publish(
                 aio_pika.Message(body, type="coo", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
                 routing_key=pair.topo["KR"].outbound_records,
@@ -355,11 +365,17 @@ async def latency_once(run: Path, records: Records, plan: Plan) -> dict[str, flo
         await pair.wait_delivered(set(submitted), within=120)
         samples = sorted((pair.delivered[n] - t) * 1000 for n, t in submitted.items())
         q = statistics.quantiles(samples, n=100, method="inclusive")
+        await pair.nodes["KR"].terminate()  # its last log lines are written
+        await pair.nodes["CN"].terminate()
+        hops = breakdown(
+            submitted_ns, pair.delivered_ns, Stamps.of_node(run / "kr"), Stamps.of_node(run / "cn")
+        )
         return {
             "p50": round(q[49], 1),
             "p95": round(q[94], 1),
             "p99": round(q[98], 1),
             "count": total,
+            "hops": hops,
         }
     finally:
         await pair.close()
@@ -485,6 +501,8 @@ async def main(quick: bool) -> int:
     node_rate = statistics.median(rates)
     say(f"bench: latency at {plan.rate:.0f}/s for {plan.latency_s:.0f} s, {plan.repeats} runs")
     lat = await latency(run / "latency", records, plan)
+    for line in table(lat["hops"]):
+        say(f"bench: {line}")
     mem = await memory(run / "memory", records, plan)
     pages = await measure_pages(run / "pages", plan.pages)
     result = {
@@ -532,6 +550,9 @@ async def main(quick: bool) -> int:
     ]
     for name, value in rows:
         say(f"{name:<38} {value:>12}")
+    say("")
+    for line in table(lat["hops"]):
+        say(line)
     say(f"bench: wrote {RESULTS.relative_to(ROOT) / 'latest.json'}")
     return 0
 

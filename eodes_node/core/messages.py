@@ -8,7 +8,6 @@ Technical receipts and business feedback are deliberately different kinds: a rec
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -35,6 +34,7 @@ from eodes_node.core.models import (
     Text,
     no_control,
 )
+from eodes_node.core.uuid7 import new_uuid7
 from eodes_node.errors import RejectionCode
 
 MessageId = Annotated[
@@ -46,7 +46,8 @@ Digest = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
 
 
 def new_message_id() -> str:
-    return str(uuid.uuid4())
+    """A UUIDv7: time-ordered, and still the lower-case UUID form ``MessageId`` checks."""
+    return new_uuid7()
 
 
 class Kind(StrEnum):

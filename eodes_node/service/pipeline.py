@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from eodes_node import hops
 from eodes_node.config import LimitsSection, RetrySection
 from eodes_node.core.decide import CertFacts
 from eodes_node.core.messages import Kind
@@ -109,11 +110,13 @@ class NodeService:
         self.feed = EventFeed()
         self.events = identity.topology.events
         self.max_age = timedelta(seconds=limits.max_age_s)
+        self._traced: set[asyncio.Task[None]] = set()  # partner publishes with a hop stamp
 
     # Each handler reads ``self.id`` once: a key reload between its awaits must not
     # verify a batch with one set of keys and sign its answer with another.
 
     async def handle_inbound(self, batch: Sequence[Delivery]) -> Bound:
+        consumed = time.time_ns()
         identity = self.id
         now = self.clock.now()
         self.metrics.batch("inbound", len(batch))
@@ -123,9 +126,11 @@ class NodeService:
             lambda facts: inbound.plan(
                 opening, facts, identity, now, uncertain=frozenset(self._uncertain)
             ),
+            _Opened("inbound", batch, consumed, time.time_ns()),
         )
 
     async def handle_records(self, batch: Sequence[Delivery]) -> Bound:
+        consumed = time.time_ns()
         identity = self.id
         now = self.clock.now()
         self.metrics.batch("records", len(batch))
@@ -133,9 +138,11 @@ class NodeService:
         return await self._decide_and_commit(
             records.query(prepared),
             lambda facts: records.plan(prepared, facts, identity, now, self.policy),
+            _Opened("records", batch, consumed, time.time_ns()),
         )
 
     async def handle_feedback(self, batch: Sequence[Delivery]) -> Bound:
+        consumed = time.time_ns()
         identity = self.id
         now = self.clock.now()
         self.metrics.batch("feedback", len(batch))
@@ -143,9 +150,12 @@ class NodeService:
         return await self._decide_and_commit(
             feedback.query(prepared),
             lambda facts: feedback.plan(prepared, facts, identity, now, self.policy),
+            _Opened("feedback", batch, consumed, time.time_ns()),
         )
 
-    async def _decide_and_commit(self, query: FactsQuery, plan: Callable[[Facts], Plan]) -> Bound:
+    async def _decide_and_commit(
+        self, query: FactsQuery, plan: Callable[[Facts], Plan], opened: _Opened | None = None
+    ) -> Bound:
         """Decide and commit; publish what is free in the background; return the bound
         local publications the runtime publishes in one broker transaction with the acks."""
         await self.gate.wait()
@@ -161,11 +171,37 @@ class NodeService:
             raise
         self.gate.succeeded()
         free = [(i, p) for i, p in items if p.bound_to is None]
-        if free:
+        if hops.TRACING and opened is not None:
+            self._trace(opened, decided, free)
+        elif free:
             self.publisher.publish_soon(free)
         return [(i, p) for i, p in items if p.bound_to is not None] + [
             (q.id, q.publication.again()) for q in again
         ]
+
+    def _trace(self, opened: _Opened, decided: Plan, free: Bound) -> None:
+        """The batch's hop stamps (``eodes_node.hops``); its partner publishes are awaited
+        here instead of in the publisher's background, so their confirm gets a stamp too."""
+        numbers = hops.unique(
+            [t.number for t in decided.transitions]
+            + [r.certificate_number for r in decided.inbound]
+        )
+        hops.stamp(
+            "hop_committed",
+            stage=opened.stage,
+            ids=hops.unique(d.message_id for d in opened.batch),
+            numbers=numbers,
+            consumed_ns=opened.consumed_ns,
+            verified_ns=opened.verified_ns,
+        )
+        if free:
+            task = asyncio.create_task(self._publish_traced(free, numbers))
+            self._traced.add(task)
+            task.add_done_callback(self._traced.discard)
+
+    async def _publish_traced(self, free: Bound, numbers: list[str]) -> None:
+        await self.publisher.publish(free)
+        hops.stamp("hop_confirmed", numbers=numbers)
 
     async def _decide_fresh(
         self, query: FactsQuery, plan: Callable[[Facts], Plan]
@@ -268,3 +304,16 @@ class NodeService:
 
     async def finish_background(self, within: float) -> None:
         await self.publisher.finish(within)
+        if self._traced:
+            await asyncio.wait(self._traced, timeout=within)
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """A batch as the handler began it: when it was taken and when its messages were
+    opened (envelopes verified, records parsed), for the hop stamps."""
+
+    stage: str
+    batch: Sequence[Delivery]
+    consumed_ns: int
+    verified_ns: int

@@ -17,6 +17,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiormq.abc import AbstractChannel as Underlay
 
+from eodes_node import hops
 from eodes_node.adapters.amqp.link import (
     BROKER_ERRORS,
     LINK_FAILURES,
@@ -170,6 +171,10 @@ class AmqpConsumer:
             await self._isolate(deliveries)
             return
         await self._settle(deliveries, local, ack=True)
+        if hops.TRACING:  # the settle transaction's commit is the broker's confirm of its publishes
+            hops.stamp(
+                "hop_settled", queue=self.queue, ids=hops.unique(d.message_id for d in deliveries)
+            )
 
     async def _isolate(self, deliveries: list[Delivery]) -> None:
         """Retry one by one so a poison message cannot take its neighbours down with it."""
