@@ -7,7 +7,7 @@ import functools
 from eodes_node.adapters.amqp import AmqpBroker
 from eodes_node.adapters.clock import SystemClock
 from eodes_node.adapters.sql import SqlStore, StoreSettings
-from eodes_node.adapters.sql.leadership import PgLeadership
+from eodes_node.adapters.sql.leadership import PgLeadership, fenced_settings
 from eodes_node.config import NodeConfig
 from eodes_node.keyfiles import KeyMaterial, load_key_material
 from eodes_node.ports import Broker, Clock, NodeStore
@@ -55,6 +55,7 @@ def build_node(
         if config.store.url.startswith("postgresql"):
             # Several instances of the link may share the database: one is active.
             link = f"{config.node.country}:{config.node.partner}:{config.node.namespace}"
+            settings = fenced_settings(settings)
             leadership = PgLeadership(config.store.url, link, clock=clock, settings=settings)
         store = SqlStore(config.store.url, clock=clock, settings=settings, leadership=leadership)
     if broker is None:

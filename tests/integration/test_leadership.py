@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from eodes_node.adapters.sql import SqlStore, StoreSettings
-from eodes_node.adapters.sql.leadership import PgLeadership
+from eodes_node.adapters.sql.leadership import PgLeadership, fenced_settings
+from eodes_node.adapters.sql.schema import make_engine
 from eodes_node.core.decide import Transition
 from eodes_node.core.state import Event, Role, State
 from eodes_node.errors import LeadershipLost
@@ -130,6 +133,30 @@ async def test_a_leader_that_stops_answering_loses_the_link_to_the_standby(
     with pytest.raises(LeadershipLost):
         await first.store.commit(sent("KR-1"))
     assert db.rows("SELECT count(*) FROM certificates") == [(0,)]
+
+
+async def test_a_leader_paused_inside_a_commit_does_not_hold_the_takeover(
+    db: Database, instances: Callable[[], Awaitable[Instance]]
+) -> None:
+    """A leader stopped (SIGSTOP) between its fence and its commit keeps the lease row
+    locked; the server must end that store session as it ends the silent lock session."""
+    first, second = await instances(), await instances()
+    assert await first.leadership.try_lead()
+    engine = make_engine(db.url, fenced_settings(StoreSettings(standby_poll_s=POLL_S)))
+    paused = engine.connect()
+    paused.begin()
+    paused.execute(text("UPDATE link_lease SET holder = holder WHERE link = :l"), {"l": LINK})
+    paused_pid = paused.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    try:
+        # Without the idle-in-transaction bound the standby's takeover waits on that row
+        # until its statement timeout (30 s) and fails, again and again.
+        await takes_over(second, within=10.0)
+        assert paused_pid not in [pid for (pid,) in db.rows("SELECT pid FROM pg_stat_activity")]
+        with pytest.raises(DBAPIError, match="idle-in-transaction timeout"):
+            paused.execute(text("SELECT 1"))
+    finally:
+        paused.invalidate()
+        engine.dispose()
 
 
 async def test_instances_opening_an_empty_database_at_once_all_succeed(db: Database) -> None:

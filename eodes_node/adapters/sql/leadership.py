@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+from dataclasses import replace
 
 import structlog
 from sqlalchemy import text
@@ -36,6 +37,19 @@ log = structlog.get_logger("eodes_node.store")
 # A lock session that stops answering this many polls is ended by the server, which
 # releases the lock for a standby (a paused or hung leader, a half-open connection).
 SILENT_POLLS = 3
+
+
+def silent_after_s(poll_s: float) -> float:
+    """How long a leader may be silent before the server ends its session: a few missed
+    polls and a second."""
+    return poll_s * SILENT_POLLS + 1.0
+
+
+def fenced_settings(settings: StoreSettings) -> StoreSettings:
+    """The store's settings under active/standby: a store session idle inside a
+    transaction (a leader paused mid-commit) is ended as the silent lock session is, so
+    its row lock on the lease cannot hold the standby's takeover."""
+    return replace(settings, idle_in_transaction_s=silent_after_s(settings.standby_poll_s))
 
 
 def advisory_key(link: str) -> int:
@@ -78,7 +92,7 @@ class PgLeadership:
         return self.epoch is not None
 
     def _take(self, conn: Connection, now: float) -> int | None:
-        silent_ms = round(self.poll_s * SILENT_POLLS * 1000) + 1000
+        silent_ms = round(silent_after_s(self.poll_s) * 1000)
         conn.execute(text(f"SET idle_session_timeout = {silent_ms}"))
         if not conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar():
             return None

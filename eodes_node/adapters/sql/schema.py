@@ -218,6 +218,9 @@ class StoreSettings:
     wal_truncate_mb: float = 16.0  # SQLite: checkpoint and truncate a larger WAL
     retention_days: int = 3653  # what `eodes-node prune` must keep (ten years)
     standby_poll_s: float = 2.0  # PostgreSQL: how often a standby tries to take over
+    # PostgreSQL, active/standby: the server ends a store session left idle inside a
+    # transaction this long (a paused leader's), whose row locks would hold a takeover.
+    idle_in_transaction_s: float | None = None
 
 
 def make_engine(url: str, settings: StoreSettings | None = None) -> Engine:
@@ -250,10 +253,11 @@ def _postgres_args(url: str, settings: StoreSettings) -> dict[str, Any]:
     given = make_url(url).query.get("options", "")
     options = " ".join(given) if isinstance(given, tuple) else given
     timeout_ms = math.ceil(settings.statement_timeout_s * 1000)
-    return {
-        "connect_timeout": max(2, settings.connect_timeout_s),
-        "options": f"{options} -c statement_timeout={timeout_ms}".strip(),
-    }
+    options = f"{options} -c statement_timeout={timeout_ms}"
+    if settings.idle_in_transaction_s is not None:
+        idle_ms = math.ceil(settings.idle_in_transaction_s * 1000)
+        options += f" -c idle_in_transaction_session_timeout={idle_ms}"
+    return {"connect_timeout": max(2, settings.connect_timeout_s), "options": options.strip()}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
