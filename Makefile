@@ -9,7 +9,7 @@ VHOSTS ?= eodes-kr eodes-cn eodes-test-kr eodes-test-cn eodes-conf-kr eodes-conf
 
 BENCH_VHOSTS := eodes-bench-kr eodes-bench-cn
 
-.PHONY: install lint format test test-core coverage broker browser schemas demo bench bench-quick soak fuzz clean dist
+.PHONY: install lint format test test-core coverage broker browser schemas demo bench bench-quick soak soak-ha fuzz clean dist
 
 install: $(STAMP)
 
@@ -81,6 +81,12 @@ bench-quick: install
 # long run, SOAK_SEED=N to replay, SOAK_FAULTS=0 to check the counting alone. Needs root.
 soak: install
 	@$(BIN)/python -m soak.run
+
+# The same with two instances of each node on PostgreSQL (127.0.0.1:5432, user postgres):
+# the active one SIGKILLed, and once SIGSTOPped past its lease; about 4 minutes.
+# SOAK_FULL=1 for ten kills. Same as SOAK_HA=1 make soak.
+soak-ha: install
+	@SOAK_HA=1 $(BIN)/python -m soak.run
 
 # Fuzz the three doors (partner envelopes, local records and feedback, the config file)
 # with atheris, one target at a time, FUZZ_SECONDS each; fails on any finding, saved in

@@ -37,6 +37,7 @@ class Episode:
     recovered_s: float | None = None  # until the traffic moved both ways again
     round_trip_s: float | None = None  # until a certificate sent after healing went through
     measured: bool = False  # False when the run ended before the recovery was timed
+    takeover_s: float | None = None  # HA mode: from the fault to the other's became_active
 
     @property
     def stuck(self) -> bool:
@@ -84,14 +85,7 @@ class Injector:
         episode = Episode(number, fault, at_s=began - self.started)
         self.episodes.append(episode)
         self.say(f"soak: fault {number}: {fault.kind} ({fault.target}) at {episode.at_s:.0f} s")
-        apply = {
-            BROKER_KILL: self._broker_kill,
-            STOP_APP: self._stop_app,
-            CLOSE: self._close,
-            NODE_KILL: self._node_kill,
-            DISK_FULL: self._disk_full,
-        }[fault.kind]
-        episode.proved, episode.proof = await apply(fault)
+        episode.proved, episode.proof = await self.apply(fault, episode)
         healed = self.last_healed = time.monotonic()
         pacer.probe(PROBES)
         episode.down_s = healed - began
@@ -106,6 +100,17 @@ class Injector:
             f"a new certificate through after {trip}"
         )
         return episode
+
+    async def apply(self, fault: Fault, episode: Episode) -> tuple[bool, str]:
+        """Inject ``fault`` and heal it; (proved, proof)."""
+        apply = {
+            BROKER_KILL: self._broker_kill,
+            STOP_APP: self._stop_app,
+            CLOSE: self._close,
+            NODE_KILL: self._node_kill,
+            DISK_FULL: self._disk_full,
+        }[fault.kind]
+        return await apply(fault)
 
     async def _broker_kill(self, fault: Fault) -> tuple[bool, str]:
         beam = self.rabbit.pid

@@ -48,6 +48,8 @@ class SoakNode:
     local_url: str
     partner_url: str
     process: NodeProcess = field(init=False)
+    store_url: str = ""  # empty: SQLite in the node's own store directory
+    standby_poll_s: float | None = None  # HA mode, on PostgreSQL
     crashes: list[Crash] = field(default_factory=list)
     failed_starts: list[Path] = field(default_factory=list)
     intended: bool = False
@@ -57,16 +59,17 @@ class SoakNode:
     def __post_init__(self) -> None:
         self.store_dir = self.dir / "store"
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.store_url = self.store_url or f"sqlite:///{self.store_dir / 'node.db'}"
         self.topology = Topology(self.country, self.partner, NAMESPACE)
         self.config = self.dir / "node.toml"
-        self.process = NodeProcess(self.config, self.dir / "node.log", self._env())
+        self.process = NodeProcess(self.config, self.dir / "node.log", self.env())
 
-    def _env(self) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
         """Also as variables: they would otherwise lose to any EODES_* in our environment."""
         return {
             "EODES_BROKER_LOCAL_URL": self.local_url,
             "EODES_BROKER_PARTNER_URL": self.partner_url,
-            "EODES_STORE_URL": f"sqlite:///{self.store_dir / 'node.db'}",
+            "EODES_STORE_URL": self.store_url,
             "EODES_NODE_NAMESPACE": NAMESPACE,
         }
 
@@ -88,7 +91,7 @@ class SoakNode:
                 "reconnect_interval_s": 0.5,
             },
             "keys": {"private_key": str(key_path), "partner_jwks": str(partner_jwks)},
-            "store": {"url": f"sqlite:///{self.store_dir / 'node.db'}"},
+            "store": self._store(),
             # Short, so a fault heals in seconds; a budget no outage here exhausts.
             "retry": {
                 "first_after_s": 1.5,
@@ -99,6 +102,11 @@ class SoakNode:
             "limits": {"drain_timeout_s": 5.0},
             "logging": {"level": "info", "format": "json"},
         }
+
+    def _store(self) -> dict[str, object]:
+        if self.standby_poll_s is None:
+            return {"url": self.store_url}
+        return {"url": self.store_url, "standby_poll_s": self.standby_poll_s}
 
     def logs(self) -> list[Path]:
         return sorted(self.dir.glob("node.*.log"))
@@ -164,12 +172,25 @@ class SoakNode:
             await self.process.terminate(within=20.0)
 
 
-def make_nodes(run: Path, urls: dict[str, str]) -> dict[str, SoakNode]:
+def make_nodes(
+    run: Path,
+    urls: dict[str, str],
+    store_urls: dict[str, str] | None = None,
+    standby_poll_s: float | None = None,
+) -> dict[str, SoakNode]:
     """Keys, pinned partner keys and configurations for both nodes."""
     keys = {c: PrivateKey.generate("Ed25519") for c in ("KR", "CN")}
     nodes: dict[str, SoakNode] = {}
     for own, partner in (("KR", "CN"), ("CN", "KR")):
-        nodes[own] = SoakNode(own, partner, run / own.lower(), urls[own], urls[partner])
+        nodes[own] = SoakNode(
+            own,
+            partner,
+            run / own.lower(),
+            urls[own],
+            urls[partner],
+            store_url=(store_urls or {}).get(own, ""),
+            standby_poll_s=standby_poll_s,
+        )
         jwks = run / own.lower() / f"{own.lower()}.jwks.json"
         jwks.write_bytes(orjson.dumps(KeySet({keys[own].kid: keys[own].public}).to_jwks()))
     for own, node in nodes.items():

@@ -17,12 +17,26 @@ STOP_APP = "broker stop_app"
 CLOSE = "connections closed"
 NODE_KILL = "node SIGKILL"
 DISK_FULL = "store disk full"
+ACTIVE_KILL = "active SIGKILL"  # HA mode: the active instance of a side, killed
+ACTIVE_STOP = "active SIGSTOP"  # HA mode: the active instance paused past its lease
 WAVE_SHARE = 0.6  # of the certificates, submitted in waves just before the faults
 WAVE_RATE = 400.0  # certificates per second within a wave
 
 # Seconds each kind took here from injection to recovery, to pace the trickle so that
 # every fault meets certificates in flight.
-EXPECTED_S = {BROKER_KILL: 12.0, STOP_APP: 10.0, CLOSE: 3.0, NODE_KILL: 4.0, DISK_FULL: 20.0}
+EXPECTED_S = {
+    BROKER_KILL: 12.0,
+    STOP_APP: 10.0,
+    CLOSE: 3.0,
+    NODE_KILL: 4.0,
+    DISK_FULL: 20.0,
+    ACTIVE_KILL: 4.0,
+    ACTIVE_STOP: 12.0,
+}
+# HA mode: how often a standby polls for the lock; the lease is about 3 polls + 1 s.
+STANDBY_POLL_S = 0.5
+LEASE_S = 3 * STANDBY_POLL_S + 1.0
+STOP_BEYOND_LEASE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,7 @@ class Plan:
     stall_s: float = 60.0
     trickle: float = 25.0  # certificates per second between waves
     wave: int = 0  # certificates submitted at WAVE_RATE just before each fault
+    ha: bool = False  # two instances of each node on PostgreSQL, the active one faulted
 
     def describe(self) -> str:
         kinds: dict[str, int] = {}
@@ -116,4 +131,53 @@ def from_env(environ: dict[str, str] | None = None) -> Plan:
         deadline_s=float(env.get("SOAK_DEADLINE_S", shape.deadline_s)),
         trickle=trickle,
         wave=wave,
+    )
+
+
+@dataclass(frozen=True)
+class HaShape:
+    count: int
+    kills: int  # of the active instance, on a seeded side each time
+    stops: int  # SIGSTOP of the active instance past its lease
+    deadline_s: float
+
+
+HA_QUICK = HaShape(400, kills=3, stops=1, deadline_s=420)
+HA_FULL = HaShape(3000, kills=10, stops=1, deadline_s=1800)
+
+
+def ha_schedule(shape: HaShape, rng: random.Random) -> tuple[Fault, ...]:
+    wanted = [ACTIVE_KILL] * shape.kills + [ACTIVE_STOP] * shape.stops
+    rng.shuffle(wanted)
+    faults = []
+    for kind in wanted:
+        side = rng.choice(("KR", "CN"))
+        # A kill: how long the killed instance stays down before its restart as a
+        # standby. A stop: how long it stays paused, past the lease.
+        hold = rng.uniform(0.0, 2.0) if kind == ACTIVE_KILL else LEASE_S + STOP_BEYOND_LEASE_S
+        faults.append(Fault(kind, side, rng.uniform(2.0, 8.0), hold, rng.uniform(0.1, 0.9)))
+    return tuple(faults)
+
+
+def ha_from_env(environ: dict[str, str] | None = None) -> Plan:
+    """SOAK_HA=1: the same knobs (SOAK_FULL, SOAK_SEED, SOAK_COUNT, SOAK_DEADLINE_S)."""
+    env = dict(os.environ if environ is None else environ)
+    full = env.get("SOAK_FULL", "") not in ("", "0")
+    shape = HA_FULL if full else HA_QUICK
+    seed = int(env["SOAK_SEED"]) if env.get("SOAK_SEED") else secrets.randbelow(10**9)
+    rng = random.Random(seed)  # noqa: S311 - a reproducible soak, not secrets
+    count = int(env.get("SOAK_COUNT", shape.count))
+    faults = ha_schedule(shape, rng) if env.get("SOAK_FAULTS", "1") != "0" else ()
+    busy_s = sum(f.gap_s + f.hold_s + EXPECTED_S[f.kind] for f in faults)
+    wave = int(WAVE_SHARE * count / len(faults)) if faults else 0
+    trickle = (count - wave * len(faults)) / busy_s if faults else 25.0
+    return Plan(
+        mode="HA full" if full else "HA quick",
+        seed=seed,
+        count=count,
+        faults=faults,
+        deadline_s=float(env.get("SOAK_DEADLINE_S", shape.deadline_s)),
+        trickle=trickle,
+        wave=wave,
+        ha=True,
     )

@@ -59,12 +59,22 @@ def _receiver(status: str | None, side: str) -> str:
     return f" ({side}'s store: {status or 'never received'})"
 
 
-def classify(tally: Tally, stores: dict[str, Path], queued: int) -> Verdict:
+Statuses = Callable[[str, str, str], dict[str, str]]
+
+
+def sqlite_statuses(db: str, table: str, kind: str) -> dict[str, str]:
+    return _statuses(Path(db), table, kind)
+
+
+def classify(
+    tally: Tally, stores: dict[str, str], queued: int, statuses: Statuses = sqlite_statuses
+) -> Verdict:
+    """``stores``: each side's store (a SQLite file, or what ``statuses`` reads)."""
     verdict = Verdict()
-    sent = _statuses(stores["KR"], "outbound_messages", "coo")
-    received = _statuses(stores["CN"], "inbound_messages", "coo")
-    answered = _statuses(stores["CN"], "outbound_messages", "feedback")
-    heard = _statuses(stores["KR"], "inbound_messages", "feedback")
+    sent = statuses(stores["KR"], "outbound_messages", "coo")
+    received = statuses(stores["CN"], "inbound_messages", "coo")
+    answered = statuses(stores["CN"], "outbound_messages", "feedback")
+    heard = statuses(stores["KR"], "inbound_messages", "feedback")
     for number in sorted(tally.submitted):
         if not tally.cleared[number]:
             stuck, why = _why(sent.get(number), "KR", queued, "clearance delivery")
@@ -89,6 +99,8 @@ def fault_table(episodes: list[Episode], say: Callable[[str], None]) -> None:
         moving = "STUCK" if e.stuck else "cut" if e.recovered_s is None else f"{e.recovered_s:.1f}s"
         through = "-" if e.round_trip_s is None else f"{e.round_trip_s:.1f}s"
         mark = "" if e.proved else "  (FAULT NOT PROVED)"
+        if e.takeover_s is not None:
+            mark += f"; takeover {e.takeover_s:.2f}s"
         say(
             f"{e.number:>3}  {e.at_s:>5.0f}s  {e.fault.kind:<20} {e.fault.target:<7} "
             f"{e.down_s:>6.1f}s  {moving:>7}  {through:>7}  {e.proof}{mark}"

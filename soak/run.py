@@ -6,7 +6,8 @@ Ends with one line, ``soak: N certificates, F faults, L lost, D duplicated, S st
 X crashed``, and exits 0 only when the last four are 0 and every certificate reached CN's
 clearance once and its decision reached KR's issuing once. SOAK_SEED replays a run,
 SOAK_FULL=1 runs the long version, SOAK_FAULTS=0 runs without faults (to check the
-counting), SOAK_COUNT overrides the number of certificates.
+counting), SOAK_COUNT overrides the number of certificates. SOAK_HA=1 runs two instances
+of each node on PostgreSQL instead and faults the active one (soak/ha.py).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from soak.disk import SmallDisk, copy_out
 from soak.faults import Injector
 from soak.harness import LocalSystems
 from soak.logs import report_logs
-from soak.nodes import SoakNode, make_nodes
+from soak.nodes import Crash, SoakNode, make_nodes
 from soak.pace import Pacer
-from soak.plan import WAVE_RATE, Plan, from_env
-from soak.report import classify, details, fault_table
+from soak.plan import WAVE_RATE, Plan, from_env, ha_from_env
+from soak.report import Verdict, classify, details, fault_table
 from soak.tally import POLL_S, Tally
 from soak.traffic import Records
 
@@ -151,12 +152,23 @@ class Soak:
                 total += sum(int(x) for x in listed.split() if x.isdigit())
         return total
 
+    def judge(self, queued: int) -> Verdict:
+        """Why each incomplete certificate is incomplete, from the nodes' stores."""
+        stores = {c: str(n.store_dir / "node.db") for c, n in self.nodes.items()}
+        return classify(self.tally, stores, queued)
+
+    def crashes(self) -> list[Crash]:
+        return [c for n in self.nodes.values() for c in n.crashes]
+
+    async def more_checks(self) -> list[str]:
+        """Failures beyond the counting, each said in one line (none in this mode)."""
+        return []
+
     async def verdict(self) -> int:
         plan, tally = self.plan, self.tally
-        stores = {c: n.store_dir / "node.db" for c, n in self.nodes.items()}
-        judged = classify(tally, stores, await self.queued())
+        judged = self.judge(await self.queued())
         episodes = self.injector.episodes if self.injector else []
-        crashes = [c for n in self.nodes.values() for c in n.crashes]
+        crashes = self.crashes()
         # A final stall over certificates that are lost is counted once, as lost.
         stuck = sum(1 for e in episodes if e.stuck) + int(self.final_stall and bool(judged.stuck))
         unsubmitted = plan.count - len(tally.submitted)
@@ -172,6 +184,7 @@ class Soak:
         if judged.stuck:
             say(f"soak: {len(judged.stuck)} certificates still pending at the end")
         say(f"soak: logs of every node process and the broker are in {RUN}")
+        failed_checks = await self.more_checks()
         lost, duplicated = len(judged.lost), len(tally.duplicated())
         say(
             f"soak: {plan.count} certificates, {len(episodes)} faults, {lost} lost, "
@@ -180,6 +193,7 @@ class Soak:
         complete = tally.complete(self.records.numbers)
         unproved = [e for e in episodes if not e.proved]
         ok = complete and not (lost or duplicated or stuck or crashes or unproved or tally.wrong)
+        ok = ok and not failed_checks
         return 0 if ok and not self.failure else 1
 
     async def cleanup(self) -> None:
@@ -208,7 +222,12 @@ async def soak(plan: Plan) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    run = Soak(plan)
+    if plan.ha:
+        from soak.ha import HaSoak  # here: soak.ha builds on this module's Soak
+
+        run: Soak = HaSoak(plan)
+    else:
+        run = Soak(plan)
     try:
         try:
             await asyncio.wait_for(run.everything(), plan.deadline_s)
@@ -254,7 +273,8 @@ def main() -> None:
     if not Path(SERVER).exists():
         say("soak: RabbitMQ is not installed; run `make broker` (installs it) and retry")
         sys.exit(2)
-    plan = from_env()
+    ha = os.environ.get("SOAK_HA", "") not in ("", "0")
+    plan = ha_from_env() if ha else from_env()
     prepare_run_dir()
     # The clients' own reconnect chatter goes to a file, not between the soak's lines.
     logging.basicConfig(filename=RUN / "harness.log", level=logging.INFO)
