@@ -9,7 +9,7 @@ VHOSTS ?= eodes-kr eodes-cn eodes-test-kr eodes-test-cn eodes-conf-kr eodes-conf
 
 BENCH_VHOSTS := eodes-bench-kr eodes-bench-cn
 
-.PHONY: install lint format test test-core coverage broker browser schemas demo bench bench-quick soak soak-ha fuzz clean dist
+.PHONY: install lint format test test-cluster test-core coverage broker browser schemas demo bench bench-quick soak soak-ha fuzz clean dist
 
 install: $(STAMP)
 
@@ -38,6 +38,11 @@ format: install
 
 test: install broker browser
 	$(BIN)/pytest
+
+# The three-node RabbitMQ cluster test (quorum queues, members stopped and killed under
+# traffic), left out of `make test` until its one timeout under CI load is understood.
+test-cluster: install
+	EODES_CLUSTER_TESTS=1 $(BIN)/pytest tests/e2e/test_broker_ha.py
 
 # The unit tests alone: core and service on in-memory fakes, no broker, no database.
 test-core: install

@@ -161,9 +161,12 @@ def test_list_shows_our_keys_and_the_partners_with_their_validity(node_files: Pa
     assert "valid, expires in 2.0 days" in lines[old.kid]
     assert lines[new.kid].endswith("valid (signing)")
     assert lines[cn_kid].startswith("CN ")
-    run("keys", "revoke", old.kid, "--config", str(node_files))
+    revoked = run("keys", "revoke", old.kid, "--config", str(node_files))
+    assert revoked.exit_code == 0, revoked.output
     again = run("keys", "list", "--config", str(node_files)).output
-    assert any(old.kid in line and "expired or revoked" in line for line in again.splitlines())
+    shown = [line for line in again.splitlines() if old.kid in line]
+    assert shown, again
+    assert "expired or revoked" in shown[0], (shown[0], jwks(keys / "kr.jwks.json")[old.kid])
 
 
 def _material(tmp_path: Path, **window: int) -> Path:
