@@ -108,12 +108,14 @@ async def test_both_sides_rotate_under_traffic_and_a_revoked_key_is_refused(
             keys = side.config.keys.model_copy(update={"partner_jwks": pinned})
             side.config = side.config.model_copy(update={"keys": keys})
         kr_node, cn_node = (NodeProcess(s.write_config(), s.dir / "node.log") for s in (kr, cn))
-        records = [as_json_dict(c) for c in SampleFactory("KCFTA", seed=83).certificates(400)]
+        records = [as_json_dict(c) for c in SampleFactory("KCFTA", seed=83).certificates(1200)]
         sent: list[dict[str, Any]] = []
         rotated = asyncio.Event()
+        at_rotation = [0]  # how many were sent when both sides had rotated
 
         async def feed() -> None:
-            while records and not (rotated.is_set() and len(sent) >= 3 * CHUNK):
+            # Three chunks more once both have rotated, so each new key signs traffic.
+            while records and not (rotated.is_set() and len(sent) >= at_rotation[0] + 3 * CHUNK):
                 chunk = [records.pop() for _ in range(min(CHUNK, len(records)))]
                 await kr.submit(chunk)
                 sent.extend(chunk)
@@ -126,6 +128,7 @@ async def test_both_sides_rotate_under_traffic_and_a_revoked_key_is_refused(
             await cn.clearance.wait_count(CHUNK, 60)
             kr_old = await rotate(kr, kr_node, cn, cn_node)
             cn_old = await rotate(cn, cn_node, kr, kr_node)
+            at_rotation[0] = len(sent)
             rotated.set()
             await asyncio.wait_for(feeder, 120)
             assert records, "the traffic ran out before both rotations were done"
