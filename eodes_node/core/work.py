@@ -64,7 +64,10 @@ class OutboundUpdate:
     status: str
     code: str | None = None
     text: str = ""
-    attempts: int | None = None  # with status "pending": the attempt just made
+    # With status "pending": None counts one more attempt in the store (attempts + 1 in
+    # SQL, so a count read before another instance's send still adds up); a number sets
+    # the count (an operator's re-send starts a fresh budget at 1).
+    attempts: int | None = None
     next_attempt_at: float | None = None
 
 

@@ -99,7 +99,7 @@ class Resender:
             OutboundUpdate(
                 d.message_id,
                 "pending",
-                attempts=d.attempts + 1,
+                attempts=None,  # one more, counted by the store
                 next_attempt_at=now + self.policy.backoff_s(d.attempts + 1),
             )
             for d in resent

@@ -237,7 +237,7 @@ class InMemoryStore(MemoryReports):
             if u.status == "pending" and row is not None and row.status in ("pending", "failed"):
                 # A retry attempt never overrides a receipt that arrived meanwhile; on a
                 # failed message it is an operator's re-send, which reopens it.
-                attempts = row.attempts if u.attempts is None else u.attempts
+                attempts = row.attempts + 1 if u.attempts is None else u.attempts
                 self._outbound[u.message_id] = replace(
                     row,
                     status="pending",

@@ -242,6 +242,26 @@ async def test_a_prior_comes_with_the_signed_receipt_that_answered_it(store: Sql
     assert (await store.facts(FactsQuery(sender="KR", message_ids=("in-1",)))).priors == {}
 
 
+async def test_attempts_are_counted_by_the_store_and_a_resend_resets_them(
+    store: SqlStore,
+) -> None:
+    """Two instances that each read one attempt and each send once count three, not two;
+    an operator's re-send of a failed message starts again at one."""
+    await store.commit(_sent("KR-1", "out-1", "local-1"))
+    for _ in range(2):  # each from the same stale read: attempts was 1
+        await store.commit(
+            UnitOfWork(outbound_updates=[OutboundUpdate("out-1", "pending", next_attempt_at=9.0)])
+        )
+    assert [d.attempts for d in await store.due(10.0, 10)] == [3]
+    await store.commit(UnitOfWork(outbound_updates=[OutboundUpdate("out-1", "failed")]))
+    await store.commit(
+        UnitOfWork(
+            outbound_updates=[OutboundUpdate("out-1", "pending", attempts=1, next_attempt_at=9.0)]
+        )
+    )
+    assert [d.attempts for d in await store.due(10.0, 10)] == [1]
+
+
 async def test_a_move_from_a_stale_state_is_refused_and_changes_nothing(
     store: SqlStore,
 ) -> None:

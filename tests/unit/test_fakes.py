@@ -344,6 +344,18 @@ async def test_a_retry_attempt_never_overrides_a_receipt(store: InMemoryStore) -
     assert await store.next_due_at() == 50.0
 
 
+async def test_an_attempt_without_a_count_adds_one_to_the_stored_count(
+    store: InMemoryStore,
+) -> None:
+    m = mid()
+    await store.commit(UnitOfWork(outbound=[sent(m)]))
+    for _ in range(2):
+        await store.commit(
+            UnitOfWork(outbound_updates=[OutboundUpdate(m, "pending", next_attempt_at=5.0)])
+        )
+    assert [d.attempts for d in await store.due(10.0, 10)] == [3]
+
+
 async def test_settled_in_the_same_batch_as_an_attempt_stays_settled(
     store: InMemoryStore,
 ) -> None:

@@ -77,7 +77,8 @@ def apply_updates(sql: Sql, updates: Sequence[OutboundUpdate], now: float) -> No
     # A retry attempt never overrides a receipt that arrived meanwhile; on a failed
     # message it is an operator's re-send, which reopens it with a fresh budget.
     sql.run_many(
-        "UPDATE outbound_messages SET status = 'pending', attempts = :attempts, "
+        "UPDATE outbound_messages SET status = 'pending', "
+        "attempts = COALESCE(:attempts, attempts + 1), "
         "next_attempt_at = :next, updated_at = :now "
         "WHERE message_id = :id AND status IN ('pending', 'failed')",
         [
