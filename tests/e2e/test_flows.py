@@ -12,6 +12,7 @@ import pytest
 
 from eodes_node.adapters.clock import SystemClock
 from eodes_node.adapters.sql import SqlStore
+from eodes_node.adapters.sql.tokens import unpacked
 from eodes_node.config import RetrySection
 from eodes_node.core.envelope import open_envelope, seal
 from eodes_node.core.jws import KeySet
@@ -293,7 +294,7 @@ def _sent_token(side: Side, cert: str) -> bytes:
             "select token from outbound_messages where certificate_number = ? and kind = 'coo'",
             (cert,),
         ).fetchone()
-    return bytes(row[0])
+    return unpacked(row[0])  # as the node keeps it: compressed
 
 
 async def test_feedback_for_an_unknown_certificate_is_refused(pair: NodePair) -> None:

@@ -16,7 +16,6 @@ import pytest
 
 from eodes_node.adapters.sql import SqlStore
 from eodes_node.adapters.sql.reports import SqlReports
-from eodes_node.adapters.sql.statements import Sql
 from eodes_node.ports import CertificateFilter
 from eodes_node.testing.services import ServicePair, ServiceSide
 from tests.unit.test_service import cancellation, feedback, number, records
@@ -153,32 +152,75 @@ async def test_verification_needs_the_printed_reference_and_code(pair: ServicePa
     await reports.ping()
 
 
-async def test_a_look_up_by_number_and_a_page_are_index_probes(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'plan.db'}"
-    store = SqlStore(url, clock=ServicePair().clock)
-    await store.open()
-    reports = SqlReports(url, own="KR", partner="CN")
-    await reports.open()
+async def test_every_look_up_by_number_reference_or_id_is_an_index_probe(
+    tmp_path: Path,
+) -> None:
+    """What status, the API and the verification page run, on both sides, captured as
+    SQLite runs it: no statement reads a whole table, so a look-up costs the same in a
+    store of ten years as in a new one."""
+    pair = ServicePair()
+    sides = {}
+    for own, partner in (("KR", "CN"), ("CN", "KR")):
+        url = f"sqlite:///{tmp_path / own}.db"
+        store = SqlStore(url, clock=pair.clock)
+        await store.open()
+        reports = SqlReports(url, own=own, partner=partner)
+        await reports.open()
+        side = ServiceSide(own, partner, pair.clock, retry=pair.kr.retry, store=store)
+        sides[own] = (side, store, reports)
+    pair.kr, pair.cn = sides["KR"][0], sides["CN"][0]
+    pair.kr.connect(pair.cn.key)
+    pair.cn.connect(pair.kr.key)
     try:
-
-        def plans(conn: Any) -> list[str]:
-            sql = Sql(conn)
-            shown = []
-            for query in (
-                "SELECT role, number FROM certificate_index WHERE number_ci = 'X'",
-                "SELECT * FROM certificate_index WHERE reference_ci = 'X'",
-                "SELECT * FROM outbound_messages WHERE certificate_number = 'X'",
-                "SELECT * FROM inbound_messages WHERE certificate_number = 'X'",
-                "SELECT * FROM certificates c ORDER BY c.updated_at DESC LIMIT 50",
-                "SELECT * FROM certificates c WHERE c.state = 'failed' "
-                "ORDER BY c.updated_at DESC LIMIT 50",
-            ):
-                rows = sql.rows("EXPLAIN QUERY PLAN " + query)
-                shown.append(" / ".join(str(r[-1]) for r in rows))
-            return shown
-
-        for plan in await reports._thread.run(plans):
-            assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+        recs = await scenario(pair)
+        header = recs["two"]["header"]
+        for own, (_, _, reports) in sides.items():
+            await reports.catch_up()
+            statements = await _statements_of(
+                reports,
+                lambda r=reports: r.certificate(header["certificate_number"]),
+                lambda r=reports: r.certificate(header["certificate_number"].lower()),
+                lambda r=reports: r.verify_reference(
+                    header["reference_number"], header["reference_code"]
+                ),
+                lambda r=reports: r.certificates(CertificateFilter(number="no-such-number")),
+                lambda r=reports: r.certificates(
+                    CertificateFilter(number=header["reference_number"])
+                ),
+            )
+            assert len(statements) > 10, statements
+            for statement, plan in await reports._thread.run(lambda c, s=statements: _plans(c, s)):
+                assert not _full_scans(plan), f"{own}: {statement}\n{plan}"
     finally:
-        await reports.close()
-        await store.close()
+        for _, store, reports in sides.values():
+            await reports.close()
+            await store.close()
+
+
+async def _statements_of(reports: SqlReports, *reads: Any) -> list[str]:
+    """The SQL each read ran, with its values bound (SQLite's trace callback)."""
+    seen: list[str] = []
+
+    def tracing(conn: Any, on: bool) -> None:
+        conn.connection.driver_connection.set_trace_callback(seen.append if on else None)
+
+    await reports._thread.run(lambda c: tracing(c, True), fsync=False)
+    try:
+        for read in reads:
+            await read()
+    finally:
+        await reports._thread.run(lambda c: tracing(c, False), fsync=False)
+    return [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+
+
+def _plans(conn: Any, statements: list[str]) -> list[tuple[str, list[str]]]:
+    sqlite = conn.connection.driver_connection
+    return [
+        (s, [str(row[-1]) for row in sqlite.execute("EXPLAIN QUERY PLAN " + s)]) for s in statements
+    ]
+
+
+def _full_scans(plan: list[str]) -> list[str]:
+    """Plan lines that read a whole table or index: ``SCAN``, with or without an index
+    (a ``SEARCH`` is a probe)."""
+    return [line for line in plan if line.startswith("SCAN")]

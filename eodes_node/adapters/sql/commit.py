@@ -13,6 +13,7 @@ import orjson
 
 from eodes_node.adapters.sql.facts import certificate_states, verification_requests
 from eodes_node.adapters.sql.statements import Sql
+from eodes_node.adapters.sql.tokens import packed
 from eodes_node.core.decide import Transition
 from eodes_node.core.verification import VerificationMove
 from eodes_node.errors import StoreConflict
@@ -33,7 +34,7 @@ def write_inbound(sql: Sql, rows: Sequence[InboundRow], now: float) -> None:
                 "message_id": r.message_id,
                 "kind": r.kind.value,
                 "digest": r.digest,
-                "token": r.token,
+                "token": packed(r.token),
                 "status": r.status,
                 "code": r.code,
                 "text": r.text,
@@ -60,7 +61,7 @@ def write_outbound(sql: Sql, rows: Sequence[OutboundRow], now: float) -> None:
                 "kind": r.kind.value,
                 "certificate_number": r.certificate_number,
                 "correlation_id": r.correlation_id,
-                "token": r.token,
+                "token": packed(r.token),
                 "local_key": r.local_key,
                 "record_digest": r.record_digest,
                 "status": r.status,

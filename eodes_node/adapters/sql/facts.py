@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 from eodes_node.adapters.sql.statements import Sql
+from eodes_node.adapters.sql.tokens import unpacked
 from eodes_node.core.decide import CertFacts, OutboundFacts, PriorInbound
 from eodes_node.core.messages import Kind, ReceiptEntry
 from eodes_node.core.state import Role, State, VerificationState
@@ -77,7 +78,7 @@ def _priors(sql: Sql, sender: str, message_ids: Iterable[str]) -> dict[str, Prio
             digest,
             ReceiptEntry.model_validate_json(entry) if entry else None,
             receipt_id,
-            None if receipt_token is None else bytes(receipt_token),
+            None if receipt_token is None else unpacked(receipt_token),
         )
         for message_id, digest, entry, receipt_id, receipt_token in sql.rows_in(
             "SELECT i.message_id, i.digest, i.receipt_entry, i.receipt_id, o.token "

@@ -40,6 +40,7 @@ from eodes_node.adapters.sql.schema import (
     prune_log,
     verifications,
 )
+from eodes_node.adapters.sql.tokens import unpacked
 from eodes_node.errors import ConfigError
 
 CHUNK = 500  # values per IN list, well under every backend's bound
@@ -237,7 +238,7 @@ def _inbound_rows(conn: Connection, where: Any) -> list[dict[str, Any]]:
             "status": r.status,
             "certificate_number": r.certificate_number,
             "at": r.received_at,
-            "token": bytes(r.token).decode("ascii"),
+            "token": unpacked(r.token).decode("ascii"),
         }
         for r in conn.execute(query)
     ]
@@ -254,7 +255,7 @@ def _outbound_rows(conn: Connection, where: Any) -> list[dict[str, Any]]:
             "status": r.status,
             "certificate_number": r.certificate_number,
             "at": r.created_at,
-            "token": bytes(r.token).decode("ascii"),
+            "token": unpacked(r.token).decode("ascii"),
         }
         for r in conn.execute(query.where(where))
     ]

@@ -15,6 +15,7 @@ from sqlalchemy import Column, Index, Integer, MetaData, String, Table, text
 from sqlalchemy.engine import Connection
 
 from eodes_node.adapters.sql.statements import Sql
+from eodes_node.adapters.sql.tokens import unpacked
 from eodes_node.reporting import folded, index_facts, payload_of
 
 metadata = MetaData()
@@ -92,7 +93,7 @@ def catch_up(sql: Sql, limit: int) -> int:
         if (role, number) in rows:
             continue  # one row per certificate and role
         token = tokens.get(message_id)
-        facts = index_facts(payload_of(bytes(token)) if token is not None else None)
+        facts = index_facts(payload_of(unpacked(token)) if token is not None else None)
         rows[(role, number)] = {
             "role": role,
             "number": number,

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from eodes_node.adapters.sql.statements import Sql
+from eodes_node.adapters.sql.tokens import unpacked
 from eodes_node.ports import (
     CertificateDetail,
     CertificateFilter,
@@ -149,7 +150,7 @@ def _meaning(
     """What a feedback or cancellation message says; other kinds say nothing more."""
     if kind not in ("feedback", "coo-cancellation"):
         return cancelled, []
-    payload = payload_of(bytes(token))
+    payload = payload_of(unpacked(token))
     if kind == "coo-cancellation":
         return cancellation_reason(payload) or cancelled, []
     line = feedback_line(payload, mid, direction, at)

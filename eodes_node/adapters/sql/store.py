@@ -53,6 +53,7 @@ from eodes_node.adapters.sql.schema import (
     verifications,
 )
 from eodes_node.adapters.sql.statements import Sql, StoreThread, map_errors
+from eodes_node.adapters.sql.tokens import unpacked
 from eodes_node.core.messages import Kind
 from eodes_node.core.verification import VerificationFacts
 from eodes_node.errors import TransientError
@@ -250,7 +251,7 @@ class SqlStore:
                 .limit(limit)
             )
             return [
-                Due(r.message_id, Kind(r.kind), r.certificate_number, r.token, r.attempts)
+                Due(r.message_id, Kind(r.kind), r.certificate_number, unpacked(r.token), r.attempts)
                 for r in rows
             ]
 
