@@ -42,6 +42,7 @@ from eodes_node.testing import NodeProcess
 from eodes_node.topology import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
 RESULTS = ROOT / "bench" / "results"
 BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 VHOSTS = ("eodes-bench-kr", "eodes-bench-cn")
@@ -60,6 +61,16 @@ class Plan:
 
 FULL = Plan(count=5000, repeats=3, rate=100.0, latency_s=30.0, backlog=100_000)
 QUICK = Plan(count=2000, repeats=1, rate=100.0, latency_s=10.0, backlog=5000, pages=20_000)
+
+
+RECEIPTED = (
+    "SELECT count(*) FROM outbound_messages "
+    "WHERE status = 'delivered' AND created_at >= %s AND kind = 'coo'"
+)
+
+
+def env_path() -> str:
+    return os.environ.get("PYTHONPATH", "")
 
 
 def say(text: str) -> None:
@@ -160,10 +171,23 @@ async def ceiling(plan: Plan, body: bytes) -> float:
 
 class Pair:
     """A KR and a CN node process on the bench vhosts, with the local queues watched;
-    with ``trace`` the nodes log their hop stamps (``eodes_node.hops``)."""
+    with ``trace`` the nodes log their hop stamps (``eodes_node.hops``). ``stores`` are
+    the nodes' store URLs (default: a SQLite file each in ``run``); ``uuid4_partner``
+    runs KR with random UUIDv4 message ids, as an older partner's node."""
 
-    def __init__(self, run: Path, trace: bool = False) -> None:
+    def __init__(
+        self,
+        run: Path,
+        trace: bool = False,
+        stores: dict[str, str] | None = None,
+        uuid4_partner: bool = False,
+    ) -> None:
         self.run = run
+        self.began_at = time.time()  # what the nodes store from now on is this pair's
+        self.stores = stores or {
+            c: f"sqlite:///{run / c.lower() / 'node.db'}" for c in ("KR", "CN")
+        }
+        self._counter: Any = None
         self.namespace = "b" + secrets.token_hex(4)
         keys = {c: PrivateKey.generate() for c in ("KR", "CN")}
         self.topo = {
@@ -184,12 +208,16 @@ class Pair:
                 "EODES_BROKER_PARTNER_URL": BROKER + remote,
                 "EODES_KEYS_PRIVATE_KEY": str(d / "key.pem"),
                 "EODES_KEYS_PARTNER_JWKS": str(run / f"{partner.lower()}.jwks.json"),
-                "EODES_STORE_URL": f"sqlite:///{d / 'node.db'}",
+                "EODES_STORE_URL": self.stores[own],
                 **EXTRA_ENV,
                 **({ENV_FLAG: "1"} if trace else {}),
             }
             config = ROOT / "config" / f"{own.lower()}-{partner.lower()}.toml"
-            self.nodes[own] = NodeProcess(config, d / "node.log", env)
+            older = uuid4_partner and own == "KR"
+            if older:
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), env_path()]))
+            module = "uuid4_partner" if older else "eodes_node"
+            self.nodes[own] = NodeProcess(config, d / "node.log", env, module=module)
         self.delivered: dict[str, float] = {}
         self.delivered_ns: dict[str, int] = {}  # wall clock, to join the nodes' hop stamps
         self.progress = asyncio.Event()
@@ -248,19 +276,26 @@ class Pair:
         return max(self.delivered[n] for n in numbers)
 
     def receipted(self) -> int:
-        """How many e-COs KR's store (read-only) has as delivered; 0 before it exists."""
-        path = self.run / "kr" / "node.db"
-        with contextlib.suppress(sqlite3.OperationalError):
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
-            try:
-                (done,) = db.execute(
-                    "select count(*) from outbound_messages "
-                    "where kind = 'coo' and status = 'delivered'"
-                ).fetchone()
-                return int(done)
-            finally:
-                db.close()
-        return 0
+        """How many e-COs KR's store has as delivered since this pair began; 0 before the
+        store exists. An index range (status, created_at): the count costs what this
+        pair sent, not the store's age."""
+        url = self.stores["KR"]
+        if url.startswith("sqlite:"):
+            path = url[len("sqlite:///") :]
+            with contextlib.suppress(sqlite3.OperationalError):
+                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+                try:
+                    (done,) = db.execute(RECEIPTED.replace("%s", "?"), (self.began_at,)).fetchone()
+                    return int(done)
+                finally:
+                    db.close()
+            return 0
+        import psycopg
+
+        if self._counter is None:
+            self._counter = psycopg.connect(url.replace("+psycopg", ""), autocommit=True)
+        (done,) = self._counter.execute(RECEIPTED, (self.began_at,)).fetchone()
+        return int(done)
 
     async def wait_receipted(self, count: int, within: float) -> float:
         """Poll until `count` e-COs are delivered; returns when."""
@@ -272,6 +307,8 @@ class Pair:
         return time.monotonic()
 
     async def close(self) -> None:
+        if self._counter is not None:
+            self._counter.close()
         for node in self.nodes.values():
             if node.process is not None and node.process.returncode is None:
                 await node.terminate()
@@ -293,26 +330,35 @@ class Pair:
             await connection.close()
 
 
-async def throughput_once(run: Path, records: Records, count: int) -> float:
+async def throughput_once(run: Path, records: Records, count: int, **pair_options: Any) -> float:
     """KR's outbound queue holds `count` records when KR starts; the rate at which they
-    are receipted once KR consumes."""
-    pair = Pair(run)
+    are receipted once KR consumes. ``pair_options`` go to ``Pair``; ``started`` and
+    ``rss_mb`` in them, when given, collect start-up seconds and peak RSS per node."""
+    started: dict[str, list[float]] | None = pair_options.pop("started", None)
+    rss: dict[str, list[float]] | None = pair_options.pop("rss_mb", None)
+    pair = Pair(run, **pair_options)
     try:
         await pair.watch(consume=False)
-        await pair.nodes["CN"].start()
+        cn_start = await pair.nodes["CN"].start()
         batch = [records.next() for _ in range(count)]
         await pair.submit([body for _, body in batch])
-        await pair.nodes["KR"].start()
+        kr_start = await pair.nodes["KR"].start()
         # The clock starts once KR consumes (start-up is measured on its own, below) and
         # counts only what is receipted from then on.
         began, already = time.monotonic(), pair.receipted()
         finished = await pair.wait_receipted(count, within=600)
+        if started is not None:
+            started.setdefault("KR", []).append(kr_start)
+            started.setdefault("CN", []).append(cn_start)
+        if rss is not None:
+            for own, node in pair.nodes.items():
+                rss.setdefault(own, []).append(node.peak_rss_mb())
         return (count - already) / (finished - began)
     finally:
         await pair.close()
 
 
-async def latency(run: Path, records: Records, plan: Plan) -> dict[str, Any]:
+async def latency(run: Path, records: Records, plan: Plan, **pair_options: Any) -> dict[str, Any]:
     """Median of each percentile over repeated runs: one run's tail on a shared machine
     moves by half its value between runs."""
     runs = []
@@ -321,7 +367,7 @@ async def latency(run: Path, records: Records, plan: Plan) -> dict[str, Any]:
         gc.collect()
         gc.freeze()
         fsync_before = disk_fsync_ms(run)
-        runs.append(await latency_once(run / f"latency-{i}", records, plan))
+        runs.append(await latency_once(run / f"latency-{i}", records, plan, **pair_options))
         runs[-1]["fsync_ms_before"] = fsync_before
         runs[-1]["fsync_ms_after"] = disk_fsync_ms(run)
         say(
@@ -338,10 +384,12 @@ async def latency(run: Path, records: Records, plan: Plan) -> dict[str, Any]:
     }
 
 
-async def latency_once(run: Path, records: Records, plan: Plan) -> dict[str, Any]:
+async def latency_once(
+    run: Path, records: Records, plan: Plan, **pair_options: Any
+) -> dict[str, Any]:
     """Submission to receipt back at the sender, at a fixed offered load, with the nodes'
     hop stamps on so each certificate's time splits into its hops."""
-    pair = Pair(run, trace=True)
+    pair = Pair(run, trace=True, **pair_options)
     try:
         await pair.watch()
         await pair.nodes["CN"].start()

@@ -15,8 +15,15 @@ __all__ = ["NodeProcess"]
 class NodeProcess:
     """A node run as `eodes-node run` in its own process: killable, measurable."""
 
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        env: dict[str, str] | None = None,
+        module: str = "eodes_node",
+    ) -> None:
         self.config = config
+        self.module = module  # what `python -m` runs: a bench's imitation of an older node
         self.log = log
         self.env = env or {}
         self.process: asyncio.subprocess.Process | None = None
@@ -31,7 +38,7 @@ class NodeProcess:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "eodes_node",
+                self.module,
                 "run",
                 "--config",
                 str(self.config),
