@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +190,8 @@ async def test_every_look_up_by_number_reference_or_id_is_an_index_probe(
                 ),
             )
             assert len(statements) > 10, statements
-            for statement, plan in await reports._thread.run(lambda c, s=statements: _plans(c, s)):
+            plans = await reports._thread.run(partial(_plans, statements=statements))
+            for statement, plan in plans:
                 assert not _full_scans(plan), f"{own}: {statement}\n{plan}"
     finally:
         for _, store, reports in sides.values():
