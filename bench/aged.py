@@ -1,10 +1,11 @@
 """`make bench-aged`: is the nodes' cost flat with the age of their stores?
 
-For each store backend (SQLite, PostgreSQL), a KR and a CN node exchange a few thousand
-certificates through the broker (the "empty" stores), and are measured; then both stores
-are aged to ``--certificates`` each by cloning the rows the nodes wrote (``prefill``),
-and the same measures run again. Each measure runs twice: with the nodes as they are
-(UUIDv7 message ids) and with KR as an older partner whose ids are random UUIDv4.
+For each store backend (SQLite, PostgreSQL), two pairs of stores: "empty" ones and "aged"
+ones. Both get a few thousand certificates through a real KR and CN node over the broker;
+then the aged ones are cloned up to ``--certificates`` each (``prefill``). The measures
+then alternate between the two, round after round, so a slow phase of a shared machine
+falls on both; each measure runs with the nodes as they are (UUIDv7 message ids) and
+with KR as an older partner whose ids are random UUIDv4.
 
 Measured: node throughput (KR->CN, receipted), latency percentiles at a fixed offered
 rate with the hop breakdown, start-up to consuming, peak RSS, a certificate's status
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
-from breakdown import table
+from breakdown import median_of_runs, table
 from prefill import clone_number, fill_postgres, fill_sqlite
 from run import RESULTS, ROOT, Plan, Records, latency, machine, say, throughput_once
 
@@ -45,8 +46,10 @@ POSTGRES = os.environ.get(
 )
 COUNTRIES = ("KR", "CN")
 ROLES = {"KR": "exporter", "CN": "importer"}
+# ``repeats`` is the rounds; each measure in a round is one throughput and one latency run.
 FULL = Plan(count=2000, repeats=3, rate=100.0, latency_s=20.0, backlog=0)
 QUICK = Plan(count=500, repeats=1, rate=100.0, latency_s=5.0, backlog=0)
+ONE_RUN = {"repeats": 1, "backlog": 0}
 WARM_UP = 2000  # certificates through the nodes before the first measure: the templates
 LOOKUPS = 200
 
@@ -131,17 +134,30 @@ class PostgresStores:
 
 @dataclass
 class Numbers:
-    """Certificate numbers that exist in both stores, to look up at random."""
+    """Certificate numbers that exist in a pair of stores, to look up at random: those
+    the nodes wrote, and (aged stores) the copies made of them."""
 
-    records: Records
+    written: list[str]
     copies: int = 0
-    templates: list[str] | None = None
 
     def sample(self, rng: random.Random) -> str:
-        if self.templates and self.copies and rng.random() < 0.9:
-            index = rng.randrange(len(self.templates))
-            return clone_number(self.templates[index], rng.randint(1, self.copies), index)
-        return f"{self.records.prefix}{rng.randint(1, self.records.serial):08d}"
+        index = rng.randrange(len(self.written))
+        if self.copies and rng.random() < 0.95:
+            return clone_number(self.written[index], rng.randint(1, self.copies), index)
+        return self.written[index]
+
+
+def written_numbers(stores: Stores) -> list[str]:
+    """KR's certificates, sorted: the order ``prefill`` numbers its copies by."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(stores.urls["KR"])
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sqlalchemy.text("SELECT number FROM certificates ORDER BY number"))
+            return [str(n) for (n,) in rows]
+    finally:
+        engine.dispose()
 
 
 async def status_lookups(stores: Stores, numbers: Numbers) -> dict[str, Any]:
@@ -175,80 +191,125 @@ async def status_lookups(stores: Stores, numbers: Numbers) -> dict[str, Any]:
     return result
 
 
-async def measure(
-    run: Path, stores: Stores, records: Records, numbers: Numbers, plan: Plan, uuid4: bool
-) -> dict[str, Any]:
-    started: dict[str, list[float]] = {}
-    rss: dict[str, list[float]] = {}
+@dataclass
+class Measures:
+    """One pair of stores with one kind of ids, over the rounds."""
+
+    rates: list[float]
+    latencies: list[dict[str, Any]]
+    started: dict[str, list[float]]
+    rss: dict[str, list[float]]
+    status: list[dict[str, Any]]
+
+    @classmethod
+    def new(cls) -> Measures:
+        return cls([], [], {}, {}, [])
+
+    def summary(self, stores: Stores) -> dict[str, Any]:
+        def median_of(key: str) -> float:
+            return round(float(statistics.median(run[key] for run in self.latencies)), 1)
+
+        return {
+            "certificates": {c: stores.count(c) for c in COUNTRIES},
+            "node_per_s": round(statistics.median(self.rates), 1),
+            "node_runs_per_s": [round(r, 1) for r in self.rates],
+            "latency_ms": {p: median_of(p) for p in ("p50", "p95", "p99")},
+            "p99_runs_ms": [run["p99"] for run in self.latencies],
+            "hops": median_of_runs([run["hops"] for run in self.latencies]),
+            "start_s": {c: round(statistics.median(v), 2) for c, v in self.started.items()},
+            "rss_mb": {c: round(max(v), 1) for c, v in self.rss.items()},
+            "status_ms": {
+                c: {
+                    m: round(statistics.median(s[c][m] for s in self.status), 2)
+                    for m in ("median_ms", "p95_ms")
+                }
+                for c in COUNTRIES
+            },
+        }
+
+
+async def measure_once(
+    run: Path,
+    stores: Stores,
+    records: Records,
+    numbers: Numbers,
+    plan: Plan,
+    into: Measures,
+    uuid4: bool,
+) -> None:
     options: dict[str, Any] = {"stores": stores.urls, "uuid4_partner": uuid4}
-    rates = []
-    for i in range(plan.repeats):
-        rates.append(
-            await throughput_once(
-                run / f"throughput-{i}", records, plan.count, started=started, rss_mb=rss, **options
-            )
+    into.rates.append(
+        await throughput_once(
+            run / "throughput",
+            records,
+            plan.count,
+            started=into.started,
+            rss_mb=into.rss,
+            **options,
         )
-    lat = await latency(run / "latency", records, plan, **options)
-    status = await status_lookups(stores, numbers)
-    result = {
-        "certificates": {c: stores.count(c) for c in COUNTRIES},
-        "node_per_s": round(statistics.median(rates), 1),
-        "node_runs_per_s": [round(r, 1) for r in rates],
-        "latency_ms": {p: lat[p] for p in ("p50", "p95", "p99")},
-        "hops": lat["hops"],
-        "start_s": {c: round(statistics.median(v), 2) for c, v in started.items()},
-        "rss_mb": {c: round(max(v), 1) for c, v in rss.items()},
-        "status_ms": status,
-    }
-    say(
-        f"bench-aged: {result['certificates']['KR']:>9} certificates, ids "
-        f"{'uuid4' if uuid4 else 'uuid7'}: {result['node_per_s']:.0f}/s, p50/p95/p99 "
-        + " / ".join(f"{lat[p]:.0f}" for p in ("p50", "p95", "p99"))
-        + f" ms, start KR {result['start_s']['KR']:.2f} s, status KR "
-        f"{status['KR']['median_ms']:.1f} ms, RSS KR/CN {result['rss_mb']['KR']:.0f}/"
-        f"{result['rss_mb']['CN']:.0f} MB"
     )
-    for line in table(lat["hops"]):
+    one = Plan(**{**plan.__dict__, **ONE_RUN})
+    into.latencies.append(await latency(run / "latency", records, one, **options))
+    into.status.append(await status_lookups(stores, numbers))
+
+
+def said(label: str, m: dict[str, Any]) -> None:
+    lat, status = m["latency_ms"], m["status_ms"]
+    say(
+        f"bench-aged: {label}: {m['certificates']['KR']:>9} certificates: "
+        f"{m['node_per_s']:.0f}/s, p50/p95/p99 "
+        + " / ".join(f"{lat[p]:.0f}" for p in ("p50", "p95", "p99"))
+        + f" ms, start KR {m['start_s']['KR']:.2f} s, status KR "
+        f"{status['KR']['median_ms']:.1f} ms, RSS KR/CN {m['rss_mb']['KR']:.0f}/"
+        f"{m['rss_mb']['CN']:.0f} MB"
+    )
+    for line in table(m["hops"]):
         say(f"bench-aged:   {line}")
-    return result
 
 
 async def one_backend(
-    name: str, run: Path, stores: Stores, target: int, plan: Plan
+    name: str, run: Path, pairs: dict[str, Stores], target: int, plan: Plan
 ) -> dict[str, Any]:
     records = Records()
-    numbers = Numbers(records)
-    say(f"bench-aged: {name}: {WARM_UP} certificates through the nodes (the templates)")
-    await throughput_once(run / "warm-up", records, WARM_UP, stores=stores.urls)
-    result: dict[str, Any] = {"empty": {}, "aged": {}}
-    for ids in ("uuid7", "uuid4"):
-        result["empty"][ids] = await measure(
-            run / f"empty-{ids}", stores, records, numbers, plan, ids == "uuid4"
-        )
-    before = {c: (stores.size(c), stores.count(c)) for c in COUNTRIES}
-    pattern = f"{records.prefix}[0-9]{{8}}"
-    numbers.templates = [f"{records.prefix}{s:08d}" for s in range(1, records.serial + 1)]
-    say(f"bench-aged: {name}: ageing both stores to {target} certificates")
+    for age, stores in pairs.items():
+        say(f"bench-aged: {name}: {WARM_UP} certificates through the nodes ({age} stores)")
+        await throughput_once(run / f"warm-up-{age}", records, WARM_UP, stores=stores.urls)
+    numbers = {age: Numbers(written_numbers(stores)) for age, stores in pairs.items()}
+    aged = pairs["aged"]
+    before = {c: (aged.size(c), aged.count(c)) for c in COUNTRIES}
+    say(f"bench-aged: {name}: ageing the aged stores to {target} certificates each")
     began = time.monotonic()
-    copies = [stores.fill(own, target, pattern) for own in COUNTRIES]
+    copies = [aged.fill(own, target, f"{records.prefix}[0-9]{{8}}") for own in COUNTRIES]
     fill_s = time.monotonic() - began
+    numbers["aged"].copies = min(copies)
     per_certificate = {}
     for own in COUNTRIES:
-        size, count = stores.size(own), stores.count(own)
-        added = count - before[own][1]
-        per_certificate[own] = round((size - before[own][0]) / added) if added else None
-    numbers.copies = min(copies)
+        added = aged.count(own) - before[own][1]
+        per_certificate[own] = round((aged.size(own) - before[own][0]) / added) if added else None
     say(
         f"bench-aged: {name}: aged in {fill_s:.0f} s; bytes per certificate KR / CN: "
         f"{per_certificate['KR']} / {per_certificate['CN']}"
     )
-    for ids in ("uuid7", "uuid4"):
-        result["aged"][ids] = await measure(
-            run / f"aged-{ids}", stores, records, numbers, plan, ids == "uuid4"
-        )
+    measures = {(age, ids): Measures.new() for age in pairs for ids in ("uuid7", "uuid4")}
+    for round_ in range(plan.repeats):
+        for (age, ids), into in measures.items():
+            say(f"bench-aged: {name}: round {round_ + 1}, {age} stores, {ids} ids")
+            await measure_once(
+                run / f"{age}-{ids}-{round_}",
+                pairs[age],
+                records,
+                numbers[age],
+                plan,
+                into,
+                ids == "uuid4",
+            )
+    result: dict[str, Any] = {"empty": {}, "aged": {}}
+    for (age, ids), into in measures.items():
+        result[age][ids] = into.summary(pairs[age])
+        said(f"{name}, {age}, {ids}", result[age][ids])
     result["fill_s"] = round(fill_s, 1)
     result["bytes_per_certificate"] = per_certificate
-    result["size_mb"] = {c: round(stores.size(c) / 1e6, 1) for c in COUNTRIES}
+    result["size_mb"] = {c: round(aged.size(c) / 1e6, 1) for c in COUNTRIES}
     return result
 
 
@@ -293,16 +354,20 @@ async def main(target: int, backends: list[str], quick: bool, keep: bool) -> int
     run.mkdir(parents=True)
     results: dict[str, Any] = {"target_certificates": target, "backends": {}}
     for backend in backends:
-        stores: Stores = SqliteStores(run / backend) if backend == "sqlite" else PostgresStores()
+        pairs: dict[str, Stores] = {
+            age: SqliteStores(run / backend / age) if backend == "sqlite" else PostgresStores()
+            for age in ("empty", "aged")
+        }
         try:
             results["backends"][backend] = await one_backend(
-                backend, run / backend, stores, target, plan
+                backend, run / backend, pairs, target, plan
             )
         finally:
-            if keep:
-                say(f"bench-aged: {backend}: stores kept: {stores.urls}")
-            else:
-                stores.close()
+            for stores in pairs.values():
+                if keep:
+                    say(f"bench-aged: {backend}: stores kept: {stores.urls}")
+                else:
+                    stores.close()
     results["plan"] = plan.__dict__
     results["machine"] = machine()
     results["at"] = datetime.now(UTC).isoformat(timespec="seconds")
