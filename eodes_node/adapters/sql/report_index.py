@@ -68,7 +68,8 @@ _NEW = (
     'AND h."before" IS NULL ORDER BY h.id LIMIT :limit'
 )
 _TOKENS_OUT = "SELECT message_id, token FROM outbound_messages WHERE"
-_TOKENS_IN = "SELECT message_id, token FROM inbound_messages WHERE"
+# By primary key (sender, message id): without the sender the whole table is read.
+_TOKENS_IN = "SELECT message_id, token FROM inbound_messages WHERE sender = :sender AND"
 _INSERT = (
     "INSERT INTO certificate_index (role, number, number_ci, history_id, agreement, "
     "agreement_ci, issue_date, valid_until, exporter_country, importer_country, "
@@ -79,15 +80,19 @@ _INSERT = (
 )
 
 
-def catch_up(sql: Sql, limit: int) -> int:
-    """Index up to ``limit`` certificates created since the last run; returns how many."""
+def catch_up(sql: Sql, limit: int, partner: str) -> int:
+    """Index up to ``limit`` certificates created since the last run; returns how many.
+    Every statement is an index probe or range, so a catch-up costs what it indexes,
+    whatever the store's age."""
     mark = sql.rows("SELECT max(history_id) FROM certificate_index")[0][0] or 0
     created = sql.rows(_NEW, {"mark": mark, "limit": limit})
     if not created:
         return 0
-    ids = {message_id for _, _, _, message_id in created}
-    tokens = dict(sql.rows_in(_TOKENS_OUT, "message_id", ids))
-    tokens.update(sql.rows_in(_TOKENS_IN + " kind <> 'receipt' AND", "message_id", ids))
+    ours = {m for _, role, _, m in created if role == "exporter"}
+    theirs = {m for _, role, _, m in created if role != "exporter"}
+    tokens = dict(sql.rows_in(_TOKENS_OUT, "message_id", ours)) if ours else {}
+    if theirs:
+        tokens.update(sql.rows_in(_TOKENS_IN, "message_id", theirs, {"sender": partner}))
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for history_id, role, number, message_id in created:
         if (role, number) in rows:
@@ -110,11 +115,16 @@ def catch_up(sql: Sql, limit: int) -> int:
             "reference_code": facts.reference_code,
             "replaces": facts.replaces,
         }
-    known = sql.rows_in(
-        "SELECT role, number FROM certificate_index WHERE",
-        "number",
-        sorted({number for _, number in rows}),
-    )
+    known = [
+        key
+        for role in {role for role, _ in rows}
+        for key in sql.rows_in(
+            "SELECT role, number FROM certificate_index WHERE role = :role AND",
+            "number",
+            sorted({number for r, number in rows if r == role}),
+            {"role": role},
+        )
+    ]
     for key in known:
         rows.pop((key[0], key[1]), None)
     sql.run_many(_INSERT, list(rows.values()))

@@ -58,7 +58,7 @@ class SqlReports:
         """Index up to ``limit`` certificates committed since the last run (one short
         transaction, no fsync: the index is derived and rebuilt when lost)."""
         return await self._thread.run(
-            lambda conn: report_index.catch_up(Sql(conn), limit), fsync=False
+            lambda conn: report_index.catch_up(Sql(conn), limit, self.partner), fsync=False
         )
 
     async def catch_up(self) -> int:
