@@ -52,6 +52,8 @@ QUICK = Plan(count=500, repeats=1, rate=100.0, latency_s=5.0, backlog=0)
 ONE_RUN = {"repeats": 1, "backlog": 0}
 WARM_UP = 2000  # certificates through the nodes before the first measure: the templates
 LOOKUPS = 200
+IDS = ("uuid7", "uuid4")
+STORE_PAIRS = ("empty", "aged-uuid7", "aged-uuid4")
 
 
 class Stores(Protocol):
@@ -59,7 +61,7 @@ class Stores(Protocol):
 
     def size(self, own: str) -> int: ...
     def count(self, own: str) -> int: ...
-    def fill(self, own: str, target: int, pattern: str) -> int:
+    def fill(self, own: str, target: int, pattern: str, uuid4_ids: bool) -> int:
         """Age this node's store to ``target`` certificates; returns the copies made."""
 
     def close(self) -> None: ...
@@ -85,8 +87,8 @@ class SqliteStores:
         finally:
             db.close()
 
-    def fill(self, own: str, target: int, pattern: str) -> int:
-        return fill_sqlite(str(self.paths[own]), target, pattern, uuid4_ids=False)
+    def fill(self, own: str, target: int, pattern: str, uuid4_ids: bool) -> int:
+        return fill_sqlite(str(self.paths[own]), target, pattern, uuid4_ids)
 
     def close(self) -> None:
         for path in self.paths.values():
@@ -123,8 +125,8 @@ class PostgresStores:
     def count(self, own: str) -> int:
         return self._one(own, "SELECT count(*) FROM certificates")
 
-    def fill(self, own: str, target: int, pattern: str) -> int:
-        return fill_postgres(self.dsns[own], target, pattern, uuid4_ids=False)
+    def fill(self, own: str, target: int, pattern: str, uuid4_ids: bool) -> int:
+        return fill_postgres(self.dsns[own], target, pattern, uuid4_ids)
 
     def close(self) -> None:
         for name in self.names.values():
@@ -160,15 +162,27 @@ def written_numbers(stores: Stores) -> list[str]:
         engine.dispose()
 
 
+async def build_report_index(stores: Stores) -> None:
+    for own in COUNTRIES:
+        reports = SqlReports(stores.urls[own], own=own, partner=partner_of(own))
+        await reports.open()
+        try:
+            await reports.catch_up()
+        finally:
+            await reports.close()
+
+
+def partner_of(own: str) -> str:
+    return next(c for c in COUNTRIES if c != own)
+
+
 async def status_lookups(stores: Stores, numbers: Numbers) -> dict[str, Any]:
     """Milliseconds per look-up of a certificate's full status (state, history, messages,
     receipts), on random certificates of each store; a miss is an error, not a fast read."""
     rng = random.Random(7)  # noqa: S311 - bench data
     result = {}
     for own in COUNTRIES:
-        reports = SqlReports(
-            stores.urls[own], own=own, partner=next(c for c in COUNTRIES if c != own)
-        )
+        reports = SqlReports(stores.urls[own], own=own, partner=partner_of(own))
         await reports.open()
         try:
             times = []
@@ -274,42 +288,51 @@ async def one_backend(
     for age, stores in pairs.items():
         say(f"bench-aged: {name}: {WARM_UP} certificates through the nodes ({age} stores)")
         await throughput_once(run / f"warm-up-{age}", records, WARM_UP, stores=stores.urls)
+    for stores in pairs.values():
+        await build_report_index(stores)  # as a node with its console has it: cloned too
     numbers = {age: Numbers(written_numbers(stores)) for age, stores in pairs.items()}
-    aged = pairs["aged"]
-    before = {c: (aged.size(c), aged.count(c)) for c in COUNTRIES}
-    say(f"bench-aged: {name}: ageing the aged stores to {target} certificates each")
-    began = time.monotonic()
-    copies = [aged.fill(own, target, f"{records.prefix}[0-9]{{8}}") for own in COUNTRIES]
-    fill_s = time.monotonic() - began
-    numbers["aged"].copies = min(copies)
-    per_certificate = {}
-    for own in COUNTRIES:
-        added = aged.count(own) - before[own][1]
-        per_certificate[own] = round((aged.size(own) - before[own][0]) / added) if added else None
-    say(
-        f"bench-aged: {name}: aged in {fill_s:.0f} s; bytes per certificate KR / CN: "
-        f"{per_certificate['KR']} / {per_certificate['CN']}"
-    )
-    measures = {(age, ids): Measures.new() for age in pairs for ids in ("uuid7", "uuid4")}
+    result: dict[str, Any] = {"empty": {}, "aged": {}, "fill_s": {}, "bytes_per_certificate": {}}
+    for ids in IDS:
+        aged = pairs[f"aged-{ids}"]
+        before = {c: (aged.size(c), aged.count(c)) for c in COUNTRIES}
+        say(f"bench-aged: {name}: ageing a pair of stores to {target} certificates, {ids} ids")
+        began = time.monotonic()
+        pattern = f"{records.prefix}[0-9]{{8}}"
+        copies = [aged.fill(own, target, pattern, ids == "uuid4") for own in COUNTRIES]
+        result["fill_s"][ids] = round(time.monotonic() - began, 1)
+        numbers[f"aged-{ids}"].copies = min(copies)
+        per_certificate = {}
+        for own in COUNTRIES:
+            added = aged.count(own) - before[own][1]
+            size = aged.size(own) - before[own][0]
+            per_certificate[own] = round(size / added) if added else None
+        result["bytes_per_certificate"][ids] = per_certificate
+        say(
+            f"bench-aged: {name}: aged in {result['fill_s'][ids]:.0f} s; bytes per "
+            f"certificate KR / CN: {per_certificate['KR']} / {per_certificate['CN']}"
+        )
+    # The older partner's ids (uuid4) on the stores that took them for years.
+    measures = {(age, ids): Measures.new() for age in ("empty", "aged") for ids in IDS}
+    store_of = {("empty", ids): "empty" for ids in IDS} | {("aged", i): f"aged-{i}" for i in IDS}
     for round_ in range(plan.repeats):
         for (age, ids), into in measures.items():
             say(f"bench-aged: {name}: round {round_ + 1}, {age} stores, {ids} ids")
+            key = store_of[(age, ids)]
             await measure_once(
                 run / f"{age}-{ids}-{round_}",
-                pairs[age],
+                pairs[key],
                 records,
-                numbers[age],
+                numbers[key],
                 plan,
                 into,
                 ids == "uuid4",
             )
-    result: dict[str, Any] = {"empty": {}, "aged": {}}
     for (age, ids), into in measures.items():
-        result[age][ids] = into.summary(pairs[age])
+        result[age][ids] = into.summary(pairs[store_of[(age, ids)]])
         said(f"{name}, {age}, {ids}", result[age][ids])
-    result["fill_s"] = round(fill_s, 1)
-    result["bytes_per_certificate"] = per_certificate
-    result["size_mb"] = {c: round(aged.size(c) / 1e6, 1) for c in COUNTRIES}
+    result["size_mb"] = {
+        key: {c: round(pairs[key].size(c) / 1e6, 1) for c in COUNTRIES} for key in pairs
+    }
     return result
 
 
@@ -340,11 +363,12 @@ def report(results: dict[str, Any]) -> None:
                 f"{ratio(a['node_per_s'], e['node_per_s'])}, p99 "
                 f"{ratio(a['latency_ms']['p99'], e['latency_ms']['p99'])}"
             )
-        b = r["bytes_per_certificate"]
-        say(
-            f"{backend:<11} bytes per certificate KR / CN: {b['KR']} / {b['CN']}; "
-            f"aged in {r['fill_s']:.0f} s"
-        )
+        for ids in IDS:
+            b = r["bytes_per_certificate"][ids]
+            say(
+                f"{backend:<11} {ids:<6} bytes per certificate KR / CN: {b['KR']} / "
+                f"{b['CN']}; aged in {r['fill_s'][ids]:.0f} s"
+            )
 
 
 async def main(target: int, backends: list[str], quick: bool, keep: bool) -> int:
@@ -356,7 +380,7 @@ async def main(target: int, backends: list[str], quick: bool, keep: bool) -> int
     for backend in backends:
         pairs: dict[str, Stores] = {
             age: SqliteStores(run / backend / age) if backend == "sqlite" else PostgresStores()
-            for age in ("empty", "aged")
+            for age in STORE_PAIRS
         }
         try:
             results["backends"][backend] = await one_backend(

@@ -32,6 +32,7 @@ TABLES = (
     "inbound_messages",
 )
 ROW_IDS = {"certificate_history": "id", "certificate_index": "history_id"}
+REFERENCES = {"reference_number", "reference_ci"}
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 SECONDS_PER_CERTIFICATE = 30 * 86400 / 280_000  # a busy issuer: 280,000 a month
 
@@ -44,7 +45,8 @@ class Table:
 
 
 # One cell of a template row that changes per copy: (column, how, what). ``how`` is
-# "text" (``what``: literal and template-value parts), "id" (a row id) or "time".
+# "text" (``what``: literal and template-value parts), "reference", "id" (a row id) or
+# "time".
 Change = tuple[int, str, Any]
 
 
@@ -81,7 +83,10 @@ class Cloner:
     def _changes(self, table: Table, row: tuple[Any, ...], numbers: set[str]) -> list[Change]:
         changes: list[Change] = []
         for at, (column, value) in enumerate(zip(table.columns, row, strict=True)):
-            if isinstance(value, str):
+            if column in REFERENCES and isinstance(value, str):
+                # A printed reference is unique per certificate; copies must not share one.
+                changes.append((at, "reference", value))
+            elif isinstance(value, str):
                 parts: list[tuple[str, str]] = []
                 last = 0
                 for match in self.values.finditer(value):
@@ -127,6 +132,8 @@ class Cloner:
                         out[at] = "".join(new[kind][text] if kind else text for kind, text in what)
                     elif how == "id":
                         out[at] = what + shift
+                    elif how == "reference":
+                        out[at] = f"{what}/{k}"
                     else:
                         out[at] = what - age_s
                 rows.append(tuple(out))
