@@ -24,7 +24,7 @@ from tests.integration.test_sql_store import Database, database
 
 DATA = Path(__file__).with_name("data")
 VERSIONS = Path(schema.__file__).with_name("migrations") / "versions"
-HEAD = "0005"
+HEAD = "0006"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -52,7 +52,8 @@ inbound = Table(
     Column("message_id", String(36), primary_key=True),
     Column("kind", String(32), nullable=False),
     Column("digest", String(43), nullable=False),
-    Column("token", LargeBinary, nullable=False),  # raw signed bytes: provable later
+    # The signed bytes, Zstandard-compressed (``tokens``): provable later.
+    Column("token", LargeBinary, nullable=False),
     Column("status", String(16), nullable=False),
     Column("code", String(32)),
     Column("text", Text, nullable=False, default=""),
