@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from eodes_node.core.records import as_json_dict
 from eodes_node.errors import StoreUnavailable
 from eodes_node.samples import SampleFactory
 from eodes_node.service.gate import StoreGate
-from eodes_node.testing.services import START, ServicePair
+from eodes_node.testing.services import START, ServicePair, ServiceSide
 
 
 class Ticking:
@@ -92,3 +93,47 @@ async def test_a_resend_whose_attempt_cannot_be_counted_is_not_sent() -> None:
             sends += len(pair.kr.take_outgoing())
     assert sends == budget
     assert pair.kr.events("failed")
+
+
+class StaleReads:
+    """The store as two instances of one link see it when both read what is due before
+    either counts its resend (what the database's fencing keeps from happening, and
+    what the count must survive anyway)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.readers = 0
+        self.both_read = asyncio.Event()
+
+    async def due(self, now: float, limit: int) -> Any:
+        rows = await self.store.due(now, limit)
+        self.readers += 1
+        if self.readers == 2:
+            self.both_read.set()
+        await asyncio.wait_for(self.both_read.wait(), 5)
+        return rows
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_two_resends_from_one_stale_read_count_two_attempts() -> None:
+    pair = ServicePair()
+    await pair.kr.submit([record()])
+    [first] = pair.kr.take_outgoing()
+    shared = StaleReads(pair.kr.store)
+    instances = []
+    for _ in range(2):
+        side = ServiceSide("KR", "CN", pair.clock, retry=pair.kr.retry, store=shared)
+        side.reports = pair.kr.store
+        side.connect(pair.cn.key)
+        instances.append(side)
+    pair.clock.advance(10)
+
+    await asyncio.gather(*(side.svc.resend_due() for side in instances))
+
+    resent = [p for side in instances for p in side.take_outgoing()]
+    assert [p.message_id for p in resent] == [first.message_id] * 2
+    row = pair.kr.store.outbound_row(first.message_id)
+    assert row is not None
+    assert row.attempts == 1 + len(resent)
