@@ -26,9 +26,10 @@ class QueueKind:
     deliveries: one returned more than ``delivery_limit`` times (a message that crashes
     every consumer it reaches) is dead-lettered by the broker into the queue's ``.dead``
     queue, beside what the node parks there itself. Dead-lettering stays at most once:
-    at-least-once needs ``x-overflow: reject-publish``, under which RabbitMQ can reject a
-    transaction's publishes to a quorum queue and still commit the transaction
-    (rabbitmq-server#8966), and the node hands off in transactions."""
+    at-least-once needs ``x-overflow: reject-publish``, whose rejections a transaction
+    on a quorum queue hides (the commit succeeds: rabbitmq-server#8966). A leader election
+    hides a publish the same way, so the node settles deliveries from quorum queues with
+    publisher confirms, not transactions (``adapters.amqp.settle``)."""
 
     queue_type: str = "classic"
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT

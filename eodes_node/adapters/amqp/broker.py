@@ -99,11 +99,17 @@ class AmqpBroker:
         published: Callable[[Sequence[int]], Awaitable[None]],
         unsettled: Callable[[Sequence[Publication]], None] | None = None,
     ) -> AmqpConsumer:
-        """Consume on a channel of its own, without confirms: it settles in transactions."""
+        """Consume on a channel of its own, which settles in transactions; for quorum
+        queues in confirm mode instead (see ``settle``)."""
         connection = await self.local.connect()
         what = f"cannot consume {queue}"
+        confirmed = self.queues.queue_type == "quorum"
         channel = await open_channel(
-            connection, self.timeout_s, what=what, publisher_confirms=False
+            connection,
+            self.timeout_s,
+            what=what,
+            publisher_confirms=confirmed,
+            on_return_raises=confirmed,
         )
         self._channels.append(channel)
         with broker_errors(what):
@@ -123,6 +129,7 @@ class AmqpBroker:
                 batch_max=self.batch_max,
                 batch_wait_s=self.batch_wait_s,
                 timeout_s=self.timeout_s,
+                confirmed=confirmed,
             )
             tag = await declared.consume(consumer.on_message, no_ack=False, timeout=self.timeout_s)
         self._consumers.append((declared, tag))

@@ -70,6 +70,7 @@ class AmqpConsumer:
         batch_max: int,
         batch_wait_s: float,
         timeout_s: float,
+        confirmed: bool = False,
     ) -> None:
         self.queue = queue
         self.channel = channel
@@ -82,6 +83,7 @@ class AmqpConsumer:
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
         self.timeout_s = timeout_s
+        self.confirmed = confirmed  # a channel in confirm mode: see ``settle``
         self.probe = QueueProbe(timeout_s)
         self._selected: Underlay | None = None  # the underlying channel already in tx mode
         self._held: Underlay | None = None  # a live channel that may hold unsettled deliveries
@@ -247,6 +249,7 @@ class AmqpConsumer:
                 probe=self.probe,
                 multiple=underlay is not self._held,
                 select=underlay is not self._selected,
+                confirmed=self.confirmed,
             )
         if outcome.done:
             self._selected = underlay

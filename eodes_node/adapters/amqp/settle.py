@@ -4,10 +4,18 @@ Either the publications and the acks all take effect, or none does and the deliv
 go back to the broker; that is what makes each hand-off to the local systems happen
 exactly once. A settle never leaves a delivery unacked on a live channel without saying
 so: unsettled, it would hold a prefetch slot until the channel closes.
+
+On quorum queues a transaction is no such promise: a publish the queue rejects is
+dropped and the transaction still commits (rabbitmq-server#8966), and a channel that
+cannot reach the queue's leader (a member just died, an election is on) rejects its
+publishes that way. There a consumer's channel is in confirm mode instead: the
+publications go first, each confirmed, then the acks. A settle that fails between the
+two leaves its deliveries to the broker, and the hand-offs go again when they come back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,27 +82,41 @@ async def settle_batch(
     probe: QueueProbe,
     multiple: bool = False,
     select: bool = True,
+    confirmed: bool = False,
 ) -> Outcome:
     """Publish what the deliveries caused locally and ack (or requeue) them, atomically.
 
     With ``multiple``, one ack of the highest delivery tag settles the whole batch; the
     caller allows it only on a channel where every earlier delivery has been settled.
     A channel stays transactional once selected, so ``select`` is needed once per channel.
+    With ``confirmed`` (a channel in confirm mode, for quorum queues), the publications are
+    confirmed before the acks go, and no transaction is used.
     """
     live = [d for d in deliveries if channel_of(d) is underlay]
     if len(live) < len(deliveries):
         # Their hand-offs cannot be told apart: all of the batch goes back.
-        outcome = await requeue(underlay, live, timeout_s, "its channel closed under the batch")
+        outcome = await requeue(
+            underlay, live, timeout_s, "its channel closed under the batch", confirmed=confirmed
+        )
         return Outcome(Result.GONE, outcome.reason) if outcome.result is Result.REFUSED else outcome
     try:
-        await _commit(underlay, live, publications, ack, multiple, select, timeout_s, probe)
+        if confirmed:
+            await _confirm_then_ack(underlay, live, publications, ack, multiple, timeout_s, probe)
+        else:
+            await _commit(underlay, live, publications, ack, multiple, select, timeout_s, probe)
     except Unroutable as exc:
-        return await requeue(underlay, live, timeout_s, str(exc))
+        return await requeue(underlay, live, timeout_s, str(exc), confirmed=confirmed)
+    except aiormq.exceptions.DeliveryError as exc:
+        # Confirm mode only: a nack (or a return) of a hand-off. A channel nacked once may go
+        # on nacking: closing it gives the deliveries back, and a new one is opened.
+        return Outcome(Result.STUCK, f"the broker did not take a hand-off: {exc!r}")
     except LINK_FAILURES as exc:
         reraise_cancellation(exc)
-        with contextlib.suppress(*BROKER_ERRORS):
-            await underlay.tx_rollback(timeout=timeout_s)
-        return await requeue(underlay, live, timeout_s, f"settle failed: {exc!r}")
+        if not confirmed:
+            with contextlib.suppress(*BROKER_ERRORS):
+                await underlay.tx_rollback(timeout=timeout_s)
+        reason = f"settle failed: {exc!r}"
+        return await requeue(underlay, live, timeout_s, reason, confirmed=confirmed)
     return DONE
 
 
@@ -108,30 +130,62 @@ async def _commit(
     timeout_s: float,
     probe: QueueProbe,
 ) -> None:
-    if publications:
-        missing = await probe.missing(underlay, (p.destination for p in publications))
-        if missing:
-            raise Unroutable(missing)
+    await _check_routable(underlay, publications, probe)
     if select:
         await underlay.tx_select(timeout=timeout_s)
     # No confirms inside a transaction: the commit is the broker's word for all of them.
     # ``mandatory`` still makes a return of a queue deleted since the probe visible.
     for p in publications:
-        await underlay.basic_publish(
-            p.body,
-            exchange="",
-            routing_key=p.destination,
-            properties=frame_properties(
-                message_id=p.message_id,
-                kind=p.kind,
-                headers=p.headers,
-                content_type=p.content_type,
-            ),
-            mandatory=True,
-            timeout=timeout_s,
-        )
+        await _publish(underlay, p, timeout_s)
     await _ack_or_requeue(underlay, deliveries, ack=ack, multiple=multiple)
     await underlay.tx_commit(timeout=timeout_s)
+
+
+async def _confirm_then_ack(
+    underlay: Underlay,
+    deliveries: Sequence[Delivery],
+    publications: Sequence[Publication],
+    ack: bool,
+    multiple: bool,
+    timeout_s: float,
+    probe: QueueProbe,
+) -> None:
+    """On a confirm channel: every publication confirmed (a nack, or a return of one
+    ``mandatory`` finds unroutable, raises), then the acks."""
+    await _check_routable(underlay, publications, probe)
+    confirms = await asyncio.gather(
+        *(_publish(underlay, p, timeout_s) for p in publications), return_exceptions=True
+    )
+    for confirm in confirms:
+        if isinstance(confirm, BaseException):
+            raise confirm
+    await _ack_or_requeue(underlay, deliveries, ack=ack, multiple=multiple)
+
+
+async def _check_routable(
+    underlay: Underlay, publications: Sequence[Publication], probe: QueueProbe
+) -> None:
+    if publications:
+        missing = await probe.missing(underlay, (p.destination for p in publications))
+        if missing:
+            raise Unroutable(missing)
+
+
+async def _publish(underlay: Underlay, p: Publication, timeout_s: float) -> None:
+    """Publish ``p`` ``mandatory``; on a confirm channel, until the broker confirms it."""
+    await underlay.basic_publish(
+        p.body,
+        exchange="",
+        routing_key=p.destination,
+        properties=frame_properties(
+            message_id=p.message_id,
+            kind=p.kind,
+            headers=p.headers,
+            content_type=p.content_type,
+        ),
+        mandatory=True,
+        timeout=timeout_s,
+    )
 
 
 def _tags(deliveries: Sequence[Delivery]) -> list[int]:
@@ -153,17 +207,25 @@ async def _ack_or_requeue(
 
 
 async def requeue(
-    underlay: Underlay, deliveries: Sequence[Delivery], timeout_s: float, reason: str
+    underlay: Underlay,
+    deliveries: Sequence[Delivery],
+    timeout_s: float,
+    reason: str,
+    *,
+    confirmed: bool = False,
 ) -> Outcome:
     """Give deliveries of a failed settle back to the broker now, in a transaction of
-    their own (selecting again is harmless)."""
+    their own (selecting again is harmless); on a confirm channel, which cannot select,
+    without one."""
     if underlay.is_closed or not deliveries:
         return Outcome(Result.GONE, reason)
     try:
-        await underlay.tx_select(timeout=timeout_s)
+        if not confirmed:
+            await underlay.tx_select(timeout=timeout_s)
         for tag in _tags(deliveries):
             await underlay.basic_nack(tag, requeue=True)
-        await underlay.tx_commit(timeout=timeout_s)
+        if not confirmed:
+            await underlay.tx_commit(timeout=timeout_s)
     except LINK_FAILURES as exc:
         reraise_cancellation(exc)
         gone = underlay.is_closed
