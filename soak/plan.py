@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 BROKER_KILL = "broker kill -9"
@@ -116,21 +117,41 @@ def from_env(environ: dict[str, str] | None = None) -> Plan:
         # How many broker kill -9 faults, to replay or to isolate that fault.
         broker = dict(shape.broker, **{BROKER_KILL: int(env["SOAK_BROKER_KILLS"])})
         shape = replace(shape, broker=broker)
+    return _plan(
+        env,
+        "full" if full else "quick",
+        shape.count,
+        shape.deadline_s,
+        lambda rng: schedule(shape, rng),
+    )
+
+
+def _plan(
+    env: dict[str, str],
+    mode: str,
+    count: int,
+    deadline_s: float,
+    faults_of: Callable[[random.Random], tuple[Fault, ...]],
+    ha: bool = False,
+) -> Plan:
+    """The knobs both soaks share (SOAK_SEED, SOAK_COUNT, SOAK_FAULTS, SOAK_DEADLINE_S),
+    and the traffic spread over the faults' expected time."""
     seed = int(env["SOAK_SEED"]) if env.get("SOAK_SEED") else secrets.randbelow(10**9)
     rng = random.Random(seed)  # noqa: S311 - a reproducible soak, not secrets
-    count = int(env.get("SOAK_COUNT", shape.count))
-    faults = schedule(shape, rng) if env.get("SOAK_FAULTS", "1") != "0" else ()
+    count = int(env.get("SOAK_COUNT", count))
+    faults = faults_of(rng) if env.get("SOAK_FAULTS", "1") != "0" else ()
     busy_s = sum(f.gap_s + f.hold_s + EXPECTED_S[f.kind] for f in faults)
     wave = int(WAVE_SHARE * count / len(faults)) if faults else 0
     trickle = (count - wave * len(faults)) / busy_s if faults else 25.0
     return Plan(
-        mode="full" if full else "quick",
+        mode=mode,
         seed=seed,
         count=count,
         faults=faults,
-        deadline_s=float(env.get("SOAK_DEADLINE_S", shape.deadline_s)),
+        deadline_s=float(env.get("SOAK_DEADLINE_S", deadline_s)),
         trickle=trickle,
         wave=wave,
+        ha=ha,
     )
 
 
@@ -164,20 +185,11 @@ def ha_from_env(environ: dict[str, str] | None = None) -> Plan:
     env = dict(os.environ if environ is None else environ)
     full = env.get("SOAK_FULL", "") not in ("", "0")
     shape = HA_FULL if full else HA_QUICK
-    seed = int(env["SOAK_SEED"]) if env.get("SOAK_SEED") else secrets.randbelow(10**9)
-    rng = random.Random(seed)  # noqa: S311 - a reproducible soak, not secrets
-    count = int(env.get("SOAK_COUNT", shape.count))
-    faults = ha_schedule(shape, rng) if env.get("SOAK_FAULTS", "1") != "0" else ()
-    busy_s = sum(f.gap_s + f.hold_s + EXPECTED_S[f.kind] for f in faults)
-    wave = int(WAVE_SHARE * count / len(faults)) if faults else 0
-    trickle = (count - wave * len(faults)) / busy_s if faults else 25.0
-    return Plan(
-        mode="HA full" if full else "HA quick",
-        seed=seed,
-        count=count,
-        faults=faults,
-        deadline_s=float(env.get("SOAK_DEADLINE_S", shape.deadline_s)),
-        trickle=trickle,
-        wave=wave,
+    return _plan(
+        env,
+        "HA full" if full else "HA quick",
+        shape.count,
+        shape.deadline_s,
+        lambda rng: ha_schedule(shape, rng),
         ha=True,
     )
