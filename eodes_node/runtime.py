@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -26,6 +26,7 @@ from eodes_node.errors import (
 )
 from eodes_node.keyfiles import KeyMaterial, follow_published_window, reload_key_material
 from eodes_node.keywatch import KEY_WATCH_S, KeyWatch, next_look
+from eodes_node.loops import every, first_of
 from eodes_node.ports import BatchHandler, Broker, Clock, Consumer, Leadership, NodeStore
 from eodes_node.service import NodeService
 
@@ -128,7 +129,7 @@ class Node:
                 return True
             except StoreUnavailable as exc:
                 log.warning("store_unavailable", error=str(exc), retry_in_s=delay)
-                await _first_of(stop, None, delay)
+                await first_of(stop, None, delay)
                 delay = min(delay * 2, 30.0)
         return False
 
@@ -156,7 +157,7 @@ class Node:
             if not announced:
                 log.info("standby", poll_s=leadership.poll_s)
                 announced = True
-            await _first_of(stop, None, leadership.poll_s)
+            await first_of(stop, None, leadership.poll_s)
         return False
 
     async def _keep_leading(self, stop: asyncio.Event, leadership: Leadership) -> None:
@@ -164,39 +165,11 @@ class Node:
         its supervisor starts it again, as a standby). Commits are fenced meanwhile, so
         nothing decided after the takeover is written, acked or published."""
         while not stop.is_set():
-            await _first_of(stop, None, leadership.poll_s)
+            await first_of(stop, None, leadership.poll_s)
             if not stop.is_set() and not await leadership.holds():
                 self.active = False
                 self.leadership_lost = True
                 stop.set()
-
-    async def _every(
-        self,
-        stop: asyncio.Event,
-        work: Callable[[], Awaitable[float]],
-        wake: asyncio.Event | None = None,
-    ) -> None:
-        """Run ``work`` until stopped; it returns how long to wait before the next run.
-
-        ``wake`` cuts the wait short (new work was scheduled); failures back off, growing
-        and capped, with one line each.
-        """
-        failures = 0
-        while not stop.is_set():
-            if wake is not None:
-                wake.clear()
-            try:
-                wait = await work()
-                failures = 0
-            except TransientError as exc:
-                failures += 1
-                wait = min(2.0 * 2 ** (failures - 1), 30.0)
-                log.warning("background_deferred", error=str(exc), retry_in_s=wait)
-            except Exception:
-                failures += 1
-                wait = min(5.0 * 2 ** (failures - 1), 60.0)
-                log.exception("background_failed", retry_in_s=wait)
-            await _first_of(stop, wake, max(wait, 0.05))
 
     async def _retry_pass(self) -> float:
         next_due = await self.service.resend_due()
@@ -266,13 +239,13 @@ class Node:
         async with asyncio.TaskGroup() as group:
             for consumer in self.consumers:
                 group.create_task(consumer.run())
-            group.create_task(self._every(stop, self._retry_pass, self.service.schedule_changed))
-            group.create_task(self._every(stop, self._relay_pass))
+            group.create_task(every(stop, self._retry_pass, self.clock, self.service.resend_alarm))
+            group.create_task(every(stop, self._relay_pass, self.clock))
             group.create_task(self._flush_marks(stop))
             if self.surface is not None:
-                group.create_task(self._every(stop, self.surface.upkeep))
+                group.create_task(every(stop, self.surface.upkeep, self.clock))
             group.create_task(self._reload_when_asked(stop))
-            group.create_task(self._every(stop, self._watch_keys))
+            group.create_task(every(stop, self._watch_keys, self.clock))
             if self.leadership is not None:
                 group.create_task(self._keep_leading(stop, self.leadership))
             await stop.wait()
@@ -355,7 +328,7 @@ class Node:
 
     async def _reload_when_asked(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await _first_of(stop, self.reload_wanted, KEY_WATCH_S)
+            await first_of(stop, self.reload_wanted, KEY_WATCH_S)
             if self.reload_wanted.is_set() and not stop.is_set():
                 self.reload_wanted.clear()
                 self.reload_keys()
@@ -383,15 +356,3 @@ class Node:
         self.key_watch.check_signing(self.keys.own, now)
         await self.key_watch.tell(self.broker, self.service.topology, partner, self.clock.now())
         return next_look(self.keys.own, now)
-
-
-async def _first_of(stop: asyncio.Event, wake: asyncio.Event | None, within: float) -> None:
-    """Wait until ``stop`` or ``wake`` is set, or ``within`` seconds pass."""
-    waiters = {asyncio.ensure_future(stop.wait())}
-    if wake is not None:
-        waiters.add(asyncio.ensure_future(wake.wait()))
-    try:
-        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

@@ -43,7 +43,7 @@ from eodes_node.service.gate import StoreGate
 from eodes_node.service.metrics import NodeMetrics
 from eodes_node.service.outbox import OutboxPublisher
 from eodes_node.service.repairs import RepairRefused
-from eodes_node.service.retries import Resender
+from eodes_node.service.retries import ResendAlarm, Resender
 from eodes_node.service.signing import SigningGate
 from eodes_node.topology import Topology
 
@@ -103,8 +103,8 @@ class NodeService:
         )
         # Set when publication marks wait in memory; the runtime flushes them soon.
         self.flush_wanted = asyncio.Event()
-        # Set when a commit scheduled a resend: the resend loop recomputes its wait.
-        self.schedule_changed = asyncio.Event()
+        # Rung when a commit schedules a resend sooner than the resend loop would look.
+        self.resend_alarm = ResendAlarm()
         self.gate = StoreGate()
         self.signing = SigningGate()  # the runtime opens it when it loads keys
         self.feed = EventFeed()
@@ -238,8 +238,9 @@ class NodeService:
         self.metrics.committed(decided, time.perf_counter() - started if unit else 0.0)
         log_notes(decided.notes, self.id.partner)
         self.feed.extend(p.body for p in unit.publications if p.destination == self.events)
-        if any(row.next_attempt_at is not None for row in unit.outbound):
-            self.schedule_changed.set()
+        scheduled = [r.next_attempt_at for r in unit.outbound if r.next_attempt_at is not None]
+        if scheduled:
+            self.resend_alarm.due(min(scheduled))
         return list(zip(ids, unit.publications, strict=True))
 
     async def resend(self, number: str) -> dict[str, Any]:
@@ -258,7 +259,7 @@ class NodeService:
             except ResendRefused as exc:
                 raise RepairRefused(str(exc), unknown=exc.unknown) from None
             items = await self._commit_plan(decided)
-        self.schedule_changed.set()
+        self.resend_alarm.ring()
         self.metrics.operator_resends.inc()
         published = await self.publisher.publish(items)
         (moved,) = decided.transitions

@@ -4,6 +4,7 @@ noticing verification requests whose reply due date passed unanswered."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
@@ -18,6 +19,32 @@ from eodes_node.service.outbox import OutboxPublisher
 log = structlog.get_logger("eodes_node.service")
 
 CommitPlan = Callable[[Plan], Awaitable[list[tuple[int, Publication]]]]
+
+
+class ResendAlarm:
+    """When the resend loop looks next. A commit that schedules something sooner rings it;
+    one that schedules later does not: ringing for every batch cost three store reads per
+    batch, under the batches' lock, for a schedule that had not moved."""
+
+    def __init__(self) -> None:
+        self.rung = asyncio.Event()
+        self._looks_at = math.inf  # looking now: whatever is scheduled meanwhile rings
+
+    def looking(self) -> None:
+        """A pass starts; it may read the schedule before a commit made meanwhile."""
+        self._looks_at = math.inf
+        self.rung.clear()
+
+    def sleeping_until(self, at: float) -> None:
+        self._looks_at = at
+
+    def due(self, at: float) -> None:
+        """Something is due at ``at`` (epoch seconds)."""
+        if at < self._looks_at:
+            self.rung.set()
+
+    def ring(self) -> None:
+        self.rung.set()
 
 
 class Resender:

@@ -12,6 +12,7 @@ from eodes_node.core.records import as_json_dict
 from eodes_node.errors import StoreUnavailable
 from eodes_node.samples import SampleFactory
 from eodes_node.service.gate import StoreGate
+from eodes_node.service.retries import ResendAlarm
 from eodes_node.testing.services import START, ServicePair, ServiceSide
 
 
@@ -137,3 +138,23 @@ async def test_two_resends_from_one_stale_read_count_two_attempts() -> None:
     row = pair.kr.store.outbound_row(first.message_id)
     assert row is not None
     assert row.attempts == 1 + len(resent)
+
+
+def test_the_resend_alarm_rings_only_for_what_is_due_before_the_loop_looks() -> None:
+    alarm = ResendAlarm()
+    alarm.looking()
+    alarm.sleeping_until(1_000.0)
+    alarm.due(1_030.0)  # a new send whose first resend is later than the next look
+    assert not alarm.rung.is_set()
+    alarm.due(999.0)
+    assert alarm.rung.is_set()
+
+
+def test_what_is_scheduled_while_the_loop_looks_rings_it_again() -> None:
+    # The pass may have read the schedule before this commit: only another pass sees it.
+    alarm = ResendAlarm()
+    alarm.looking()
+    alarm.due(5_000.0)
+    assert alarm.rung.is_set()
+    alarm.looking()
+    assert not alarm.rung.is_set()
