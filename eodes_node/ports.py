@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from eodes_node.core.verification import VerificationFacts
 from eodes_node.core.work import (
@@ -103,6 +103,10 @@ class CertificateReport:
     messages: Sequence[tuple[str, str, str, str, int]]  # direction, kind, id, status, attempts
 
 
+Decision = TypeVar("Decision")
+Decide = Callable[[Facts], tuple[Decision, UnitOfWork]]
+
+
 class Store(Protocol):
     """Facts for a batch, and the batch's effects committed in one transaction."""
 
@@ -112,6 +116,15 @@ class Store(Protocol):
     async def commit(self, unit: UnitOfWork) -> list[int]:
         """Returns the outbox ids of ``unit.publications``, in order; raises
         ``StoreConflict`` when a transition starts from a state that is no longer so."""
+        ...
+
+    async def decide(
+        self, query: FactsQuery, decide: Decide[Decision]
+    ) -> tuple[Decision, UnitOfWork, list[int]]:
+        """Read ``query``'s facts, ``decide`` on them (pure: it may run on the store's
+        thread) and commit the unit it returns, as ``commit`` does, in one call; an empty
+        unit is not committed. ``decide`` runs again on fresh facts only if the caller
+        calls again (after ``StoreConflict``)."""
         ...
 
 

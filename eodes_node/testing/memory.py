@@ -19,6 +19,8 @@ from eodes_node.errors import StoreConflict, StoreUnavailable
 from eodes_node.ports import (
     CertificateReport,
     Clock,
+    Decide,
+    Decision,
     Due,
     Facts,
     FactsQuery,
@@ -149,6 +151,12 @@ class InMemoryStore(MemoryReports):
         receipt = self._outbound.get(row.receipt_id) if row.receipt_id else None
         token = None if receipt is None else receipt.token
         return PriorInbound(row.digest, entry, row.receipt_id, token)
+
+    async def decide(
+        self, query: FactsQuery, decide: Decide[Decision]
+    ) -> tuple[Decision, UnitOfWork, list[int]]:
+        decision, unit = decide(await self.facts(query) if query else Facts())
+        return decision, unit, (await self.commit(unit) if unit else [])
 
     async def commit(self, unit: UnitOfWork) -> list[int]:
         """Check the whole unit first, then apply it; a refusal changes nothing."""

@@ -6,15 +6,20 @@ outbox row, and a publisher's rows stay its own until it releases them or is gon
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from eodes_node.adapters.sql import store as store_module
 from eodes_node.adapters.sql.claims import CLAIM_S
+from eodes_node.adapters.sql.facts import read_facts
+from eodes_node.adapters.sql.statements import Sql
 from eodes_node.errors import StoreConflict
-from eodes_node.ports import FactsQuery, UnitOfWork
+from eodes_node.ports import Facts, FactsQuery, UnitOfWork
 from eodes_node.testing.services import ServicePair, ServiceSide
 from tests.integration.test_sql_store import Database, _received, _unit, database
 from tests.unit.test_service import number, records
@@ -54,26 +59,29 @@ async def test_two_receivers_racing_on_one_message_decide_it_once_and_a_duplicat
     await pair.kr.submit([record])
     (envelope,) = pair.kr.take_outgoing()
 
-    # Our batch reads its facts (the message is new), then the racer takes the same
-    # message and commits first.
-    read_facts, commit = ours.facts, ours.commit
+    # Our batch reads its facts (the message is new), then, before our store thread writes,
+    # the racer takes the same message and commits first.
+    loop = asyncio.get_running_loop()
+    reading, deciding = read_facts, ours.decide
+    raced = threading.Event()
     refused: list[StoreConflict] = []
 
-    async def facts_then_race(query: FactsQuery) -> object:
-        facts = await read_facts(query)
-        if not racer.settled:
-            await racer.receive([envelope])
+    def facts_then_race(sql: Sql, query: FactsQuery) -> Facts:
+        facts = reading(sql, query)
+        if not raced.is_set():  # our first read; the racer's own reads pass through
+            raced.set()
+            asyncio.run_coroutine_threadsafe(racer.receive([envelope]), loop).result(30)
         return facts
 
-    async def recording_commit(unit: UnitOfWork) -> list[int]:
+    async def recording_decide(query: FactsQuery, decide: Any) -> Any:
         try:
-            return await commit(unit)
+            return await deciding(query, decide)
         except StoreConflict as exc:
             refused.append(exc)
             raise
 
-    monkeypatch.setattr(ours, "facts", facts_then_race)
-    monkeypatch.setattr(ours, "commit", recording_commit)
+    monkeypatch.setattr(store_module, "read_facts", facts_then_race)
+    monkeypatch.setattr(ours, "decide", recording_decide)
     await cn.receive([envelope])  # raises if the conflict reached the batch
 
     assert len(refused) == 1  # the race happened: our first decision hit the racer's key

@@ -109,13 +109,13 @@ async def test_a_batch_signs_with_the_keys_it_was_verified_with(
     (envelope,) = pair.kr.take_outgoing()
     side = pair.kr if door == "records" else pair.cn
     before = side.svc.id.key
-    reading = side.store.facts
+    deciding = side.store.decide
 
-    async def facts_then_reload(query: FactsQuery) -> Any:
+    async def reload_then_decide(query: FactsQuery, decide: Any) -> Any:
         side.svc.id = dataclasses.replace(side.svc.id, key=PrivateKey.generate())  # SIGHUP
-        return await reading(query)
+        return await deciding(query, decide)
 
-    side.store.facts = facts_then_reload  # type: ignore[method-assign]
+    side.store.decide = reload_then_decide  # type: ignore[method-assign]
     if door == "records":
         await side.submit([record(seed=2)])
     else:
