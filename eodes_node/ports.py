@@ -121,10 +121,10 @@ class Store(Protocol):
     async def decide(
         self, query: FactsQuery, decide: Decide[Decision]
     ) -> tuple[Decision, UnitOfWork, list[int]]:
-        """Read ``query``'s facts, ``decide`` on them (pure: it may run on the store's
-        thread) and commit the unit it returns, as ``commit`` does, in one call; an empty
-        unit is not committed. ``decide`` runs again on fresh facts only if the caller
-        calls again (after ``StoreConflict``)."""
+        """Read ``query``'s facts, ``decide`` on them and commit the unit it returns, as
+        ``commit`` does, in one call; an empty unit is not committed. ``decide`` may run on
+        the store's thread, inside the transaction: it does no I/O and reads nothing the
+        event loop changes in place. After ``StoreConflict`` the caller calls again."""
         ...
 
 

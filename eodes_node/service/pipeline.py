@@ -89,6 +89,8 @@ class NodeService:
         )
         self._lock = asyncio.Lock()
         self._uncertain: dict[str, None] = {}  # bindings of settles with unknown outcome
+        # Its copy for plans, which run on the store's thread: replaced whole, never changed.
+        self._uncertain_now: frozenset[str] = frozenset()
         self.publisher = OutboxPublisher(store, transport)
         self.resender = Resender(
             store=store,
@@ -121,10 +123,11 @@ class NodeService:
         now = self.clock.now()
         self.metrics.batch("inbound", len(batch))
         opening = inbound.prepare(list(batch), identity, now, self.envelope_limits)
-        uncertain = frozenset(self._uncertain)  # read here: the plan runs on the store's thread
         return await self._decide_and_commit(
             inbound.query(opening, identity),
-            lambda facts: inbound.plan(opening, facts, identity, now, uncertain=uncertain),
+            lambda facts: inbound.plan(
+                opening, facts, identity, now, uncertain=self._uncertain_now
+            ),
             _Opened("inbound", batch, consumed, time.time_ns()),
         )
 
@@ -210,20 +213,25 @@ class NodeService:
         once, a state moved) is decided again on the facts as they are now, so a racing
         copy becomes a duplicate instead of a failed batch. After ``REDECIDE_LIMIT``
         refusals the conflict goes up and the batch is redelivered."""
+        decided_at = 0.0
+
+        def decide(facts: Facts) -> tuple[Plan, UnitOfWork]:
+            # On the store's thread, between the read and the write: one thread hand-off
+            # per batch instead of two. It reads only what is replaced whole, never changed.
+            nonlocal decided_at
+            decision = self._unit_of(plan(facts))
+            decided_at = time.perf_counter()
+            return decision
+
         for attempt in range(1, REDECIDE_LIMIT + 1):
-            started = time.perf_counter()
             try:
-                # The plan is pure, so the store may run it on its own thread, between the
-                # read and the write: one thread hand-off per batch instead of two.
-                decided, unit, ids = await self.store.decide(
-                    query, lambda facts: self._unit_of(plan(facts))
-                )
+                decided, unit, ids = await self.store.decide(query, decide)
             except StoreConflict as exc:
                 if attempt == REDECIDE_LIMIT:
                     raise
                 log.info("batch_redecided", attempt=attempt, reason=str(exc))
                 continue
-            return decided, self._committed(decided, unit, ids, time.perf_counter() - started)
+            return decided, self._committed(decided, unit, ids, time.perf_counter() - decided_at)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _unit_of(self, decided: Plan) -> tuple[Plan, UnitOfWork]:
@@ -301,6 +309,7 @@ class NodeService:
                 self._uncertain[p.bound_to] = None
         while len(self._uncertain) > UNCERTAIN_LIMIT:
             del self._uncertain[next(iter(self._uncertain))]
+        self._uncertain_now = frozenset(self._uncertain)
 
     async def published(self, ids: Sequence[int]) -> None:
         """Bound publications went out with their acks: make that durable soon."""

@@ -28,19 +28,26 @@ class ResendAlarm:
 
     def __init__(self) -> None:
         self.rung = asyncio.Event()
-        self._looks_at = math.inf  # looking now: whatever is scheduled meanwhile rings
+        self._looks_at: float | None = None  # None: a pass is looking now
+        self._soonest = math.inf  # the soonest due time scheduled during that pass
 
     def looking(self) -> None:
         """A pass starts; it may read the schedule before a commit made meanwhile."""
-        self._looks_at = math.inf
+        self._looks_at = None
+        self._soonest = math.inf
         self.rung.clear()
 
     def sleeping_until(self, at: float) -> None:
+        """The pass is over; what was scheduled during it and falls sooner rings now."""
         self._looks_at = at
+        if self._soonest < at:
+            self.rung.set()
 
     def due(self, at: float) -> None:
         """Something is due at ``at`` (epoch seconds)."""
-        if at < self._looks_at:
+        if self._looks_at is None:
+            self._soonest = min(self._soonest, at)
+        elif at < self._looks_at:
             self.rung.set()
 
     def ring(self) -> None:

@@ -130,7 +130,7 @@ async def test_an_unanswered_request_is_reported_overdue(pair: NodePair) -> None
     assert isinstance(clock, ShiftedClock)
     assert pair.cn.node is not None
     clock.offset = timedelta(days=2)  # the due day is over at CN
-    pair.cn.node.service.resend_alarm.ring()  # wake the schedule, as a commit would
+    pair.cn.node.service.resend_alarm.ring()  # the shifted clock: look at the schedule now
     await pair.cn.events.wait_for(lambda _: bool(pair.cn.events.event_items("overdue")), 20)
     (late,) = pair.cn.events.event_items("overdue")
     assert (late["message_id"], late["certificate_number"], late["code"]) == (

@@ -150,11 +150,17 @@ def test_the_resend_alarm_rings_only_for_what_is_due_before_the_loop_looks() -> 
     assert alarm.rung.is_set()
 
 
-def test_what_is_scheduled_while_the_loop_looks_rings_it_again() -> None:
-    # The pass may have read the schedule before this commit: only another pass sees it.
+def test_what_is_scheduled_while_the_loop_looks_rings_it_if_due_before_its_next_look() -> None:
+    # The pass may have read the schedule before these commits: only another pass sees them.
     alarm = ResendAlarm()
     alarm.looking()
     alarm.due(5_000.0)
+    alarm.sleeping_until(4_000.0)
+    assert not alarm.rung.is_set()  # the loop looks again before that anyway
+    alarm.looking()
+    alarm.due(3_000.0)
+    alarm.due(6_000.0)
+    alarm.sleeping_until(4_000.0)
     assert alarm.rung.is_set()
     alarm.looking()
     assert not alarm.rung.is_set()

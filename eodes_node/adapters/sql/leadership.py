@@ -8,8 +8,8 @@ standby polling ``pg_try_advisory_lock`` takes over.
 
 A lock alone does not stop a leader that was paused while another took over from
 writing once it wakes. So each takeover increments the link's epoch in ``link_lease``,
-and every commit first updates that row where the epoch is still ours
-(``fence``): a writer fenced out gets zero rows, its transaction is refused
+and every commit, before its first write, updates that row where the epoch is still
+ours (``fence``): a writer fenced out gets zero rows, its transaction is refused
 (``LeadershipLost``) and nothing it decided is written, acked or published. The update
 also orders commits against a takeover: the new leader's epoch increment waits for any
 commit in flight, and a commit waiting behind it finds the new epoch.
@@ -132,7 +132,8 @@ class PgLeadership:
         return True
 
     def fence(self, sql: Sql) -> None:
-        """In a commit's transaction, first: refuse it unless our epoch is current."""
+        """In a commit's transaction, before any write: refuse it unless our epoch is
+        current."""
         epoch = self.epoch
         if epoch is None:
             raise LeadershipLost(f"link {self.link}: this instance is not active")

@@ -147,7 +147,8 @@ class SqlStore:
     ) -> tuple[Decision, UnitOfWork, list[int]]:
         """Facts, decision and commit in one trip to the store thread: a batch waits for
         one thread hand-off instead of two, and nothing else of this node's runs between
-        its read and its write."""
+        its read and its write. On PostgreSQL the transaction stays open while ``decide``
+        runs: milliseconds, where a fenced session may idle in one for seconds."""
         now = self._clock.now().timestamp()
         marks = self._claims.marked()
 
