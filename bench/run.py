@@ -28,6 +28,8 @@ import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from breakdown import Stamps, breakdown, median_of_runs, table
+from cpu import CpuWindow, broker_pid
+from cpu import said as said_cpu
 from pages import measure as measure_pages
 from pydantic import TypeAdapter
 
@@ -375,11 +377,13 @@ async def latency(run: Path, records: Records, plan: Plan, **pair_options: Any) 
             + " / ".join(f"{runs[-1][p]:.0f}" for p in ("p50", "p95", "p99"))
             + f" ms (disk fsync {fsync_before} / {runs[-1]['fsync_ms_after']} ms before / after)"
         )
+        say(f"bench:   {said_cpu(runs[-1]['cpu'])}")
     return {
         **{p: statistics.median(r[p] for r in runs) for p in ("p50", "p95", "p99")},
         "offered_per_s": plan.rate,
         "count": runs[0]["count"],
         "hops": median_of_runs([r["hops"] for r in runs]),
+        "machine_busy_pct": statistics.median(r["cpu"]["machine_busy_pct"] for r in runs),
         "runs": runs,
     }
 
@@ -396,6 +400,14 @@ async def latency_once(
         await pair.nodes["KR"].start()
         channel = await pair.connections["KR"].channel(publisher_confirms=True)
         total = int(plan.rate * plan.latency_s)
+        window = CpuWindow(
+            {
+                "KR": pair.nodes["KR"].pid,
+                "CN": pair.nodes["CN"].pid,
+                "RabbitMQ": broker_pid(),
+                "bench": os.getpid(),
+            }
+        )
         submitted: dict[str, float] = {}
         submitted_ns: dict[str, int] = {}
         began = time.monotonic()
@@ -411,6 +423,7 @@ async def latency_once(
                 routing_key=pair.topo["KR"].outbound_records,
             )
         await pair.wait_delivered(set(submitted), within=120)
+        cpu = window.close()
         samples = sorted((pair.delivered[n] - t) * 1000 for n, t in submitted.items())
         q = statistics.quantiles(samples, n=100, method="inclusive")
         await pair.nodes["KR"].terminate()  # its last log lines are written
@@ -424,6 +437,7 @@ async def latency_once(
             "p99": round(q[98], 1),
             "count": total,
             "hops": hops,
+            "cpu": cpu,
         }
     finally:
         await pair.close()
@@ -584,6 +598,7 @@ async def main(quick: bool) -> int:
             f"latency p50 / p95 / p99 at {plan.rate:.0f}/s (ms)",
             f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['p99']:.0f}",
         ),
+        ("machine busy in the latency runs (%)", f"{lat['machine_busy_pct']:.0f}"),
         (
             f"peak RSS KR / CN, {plan.backlog} backlog (MB)",
             f"{mem['rss_mb']['KR']:.0f} / {mem['rss_mb']['CN']:.0f}",
