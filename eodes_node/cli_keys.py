@@ -118,7 +118,8 @@ def rotate(
 @click.argument("kid")
 @click.option("--force", is_flag=True, help="Revoke even our signing key.")
 def revoke(config_path: Path, kid: str, force: bool) -> None:
-    """Set our key KID's exp to now in our JWK Set; send it to the partner."""
+    """Set our key KID's exp to now in our JWK Set; send it to the partner. A KID may
+    start with '-': give it after '--' (keys revoke --config CFG -- KID)."""
     config = node_config(config_path)
     try:
         revoked = revoke_key(config.keys.private_key, kid, now=_now(), force=force)

@@ -151,7 +151,7 @@ async def test_both_sides_rotate_under_traffic_and_a_revoked_key_is_refused(
             assert {kr_old, kr_new} <= kids(cn)
             assert {cn_old, cn_new} <= kids(kr)
 
-            await cli("keys", "revoke", kr_old, "--config", str(kr.dir / "node.toml"))
+            await cli("keys", "revoke", "--config", str(kr.dir / "node.toml"), "--", kr_old)
             pin(own_jwks(kr), cn)
             await hang_up(cn_node)
             old_key = PrivateKey.from_pem(

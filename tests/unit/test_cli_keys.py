@@ -127,23 +127,27 @@ def test_revoke_sets_exp_to_now_and_refuses_our_signing_key_unless_forced(
     run("keys", "rotate", "--config", str(node_files))
     new = PrivateKey.from_pem((keys / "kr.key.pem").read_bytes())
 
-    refused = CliRunner().invoke(main, ["keys", "revoke", new.kid, "--config", str(node_files)])
+    refused = CliRunner().invoke(
+        main, ["keys", "revoke", "--config", str(node_files), "--", new.kid]
+    )
     assert refused.exit_code == 1
     assert "our signing key" in refused.output
     assert "--force" in refused.output
     assert "exp" not in jwks(keys / "kr.jwks.json")[new.kid]
 
-    unknown = CliRunner().invoke(main, ["keys", "revoke", "nope", "--config", str(node_files)])
+    unknown = CliRunner().invoke(
+        main, ["keys", "revoke", "--config", str(node_files), "--", "nope"]
+    )
     assert unknown.exit_code == 1
     assert "no key nope in" in unknown.output
 
     before = int(time.time())
-    result = run("keys", "revoke", old.kid, "--config", str(node_files))
+    result = run("keys", "revoke", "--config", str(node_files), "--", old.kid)
     assert result.exit_code == 0, result.output
     assert before <= jwks(keys / "kr.jwks.json")[old.kid]["exp"] <= int(time.time())
     assert "KEY_NOT_VALID" in result.output
 
-    forced = run("keys", "revoke", new.kid, "--config", str(node_files), "--force")
+    forced = run("keys", "revoke", "--config", str(node_files), "--force", "--", new.kid)
     assert forced.exit_code == 0
     assert "exp" in jwks(keys / "kr.jwks.json")[new.kid]
 
@@ -161,7 +165,7 @@ def test_list_shows_our_keys_and_the_partners_with_their_validity(node_files: Pa
     assert "valid, expires in 2.0 days" in lines[old.kid]
     assert lines[new.kid].endswith("valid (signing)")
     assert lines[cn_kid].startswith("CN ")
-    revoked = run("keys", "revoke", old.kid, "--config", str(node_files))
+    revoked = run("keys", "revoke", "--config", str(node_files), "--", old.kid)
     assert revoked.exit_code == 0, revoked.output
     again = run("keys", "list", "--config", str(node_files)).output
     shown = [line for line in again.splitlines() if old.kid in line]
