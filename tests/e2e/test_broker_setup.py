@@ -257,6 +257,11 @@ async def _bind(channel: aio_pika.abc.AbstractChannel, queue: str, exchange: str
     await declared.bind(exchange, routing_key=key)
 
 
+def password_for_the_command_line() -> str:
+    """Hex, never base64url: a password starting with '-' reads to rabbitmqctl as options."""
+    return secrets.token_hex(12)
+
+
 async def test_broker_setup_refuses_what_would_widen_the_partners_rights(
     rabbit: PrivateRabbit, tmp_path: Path
 ) -> None:
@@ -274,14 +279,14 @@ async def test_broker_setup_refuses_what_would_widen_the_partners_rights(
     assert await broker_state(rabbit, THEIRS) == before, "--print changed the broker"
     assert OURS not in await rabbit.ctl("list_vhosts", "--quiet")
 
-    await rabbit.ctl("add_user", "boss", secrets.token_urlsafe(12))
+    await rabbit.ctl("add_user", "boss", password_for_the_command_line())
     await rabbit.ctl("set_user_tags", "boss", "administrator")
     code, _, err = await broker_setup(rabbit, config, "--partner-user", "boss", env=from_env)
     assert code == 1
     assert "user 'boss' exists with tags ['administrator']" in err
 
     # The partner's user already reaches another vhost: not least privilege.
-    await rabbit.ctl("add_user", PARTNER_USER, secrets.token_urlsafe(12))
+    await rabbit.ctl("add_user", PARTNER_USER, password_for_the_command_line())
     await rabbit.ctl("set_permissions", "-p", THEIRS, PARTNER_USER, "^$", ".*", "^$")
     code, _, err = await broker_setup(rabbit, config, env=from_env)
     assert code == 1
