@@ -19,12 +19,12 @@ from eodes_node.adapters.sql import report_index, schema
 from eodes_node.core.decide import Transition
 from eodes_node.core.state import Event, Role, State
 from eodes_node.errors import ConfigError
-from eodes_node.ports import OutboundUpdate, UnitOfWork
+from eodes_node.ports import PARTNER, OutboundUpdate, Publication, UnitOfWork
 from tests.integration.test_sql_store import Database, database
 
 DATA = Path(__file__).with_name("data")
 VERSIONS = Path(schema.__file__).with_name("migrations") / "versions"
-HEAD = "0006"
+HEAD = "0007"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -152,3 +152,25 @@ def test_a_revision_writes_its_tables_out_instead_of_importing_todays(revision: 
         for alias in node.names
     }
     assert not {name for name in imported if name.startswith("eodes_node")}
+
+
+async def test_an_upgraded_sqlite_store_keeps_its_outbox_and_never_gives_an_id_twice(
+    tmp_path: Path,
+) -> None:
+    async with database("sqlite", tmp_path) as db:
+        load_schema3(db)
+        db.alter(
+            "INSERT INTO outbox (id, destination, body, message_id, kind, headers, "
+            "content_type, published) "
+            "VALUES (7, 'partner', x'00', 'queued-1', 'coo', '{}', 'application/jose', 0)"
+        )
+        store = await db.open()
+        [queued] = await store.unpublished(10)
+        assert (queued.id, queued.publication.message_id) == (7, "queued-1")
+        await store.mark_published([7])
+        await store.flush_published()
+        assert db.rows("SELECT count(*) FROM outbox") == [(0,)]
+        [new] = await store.commit(
+            UnitOfWork(publications=[Publication(PARTNER, b"token", "m-2", "coo")])
+        )
+        assert new == 8

@@ -330,6 +330,23 @@ async def test_a_flush_beside_a_commit_keeps_marks_made_meanwhile(store: SqlStor
     assert await _relayable(store) == ["m-3"]
 
 
+async def test_a_mark_written_twice_never_deletes_a_later_row(store: SqlStore) -> None:
+    """A commit and a flush may both write the mark of the newest row. Had the commit's
+    new row taken the deleted row's id, the flush would delete it unpublished: a hand-off
+    its delivery's redelivery could no longer find (seen in the soak after a broker kill)."""
+    (newest,) = await store.commit(_unit("m-1"))
+    await store.mark_published([newest])
+    commit = asyncio.create_task(store.commit(_unit("hand-off", bound_to="delivery-1")))
+    flush = asyncio.create_task(store.flush_published())
+    await asyncio.sleep(0)  # both have taken the mark of `newest` to write
+    (hand_off,) = await commit
+    await flush
+    assert hand_off > newest, "an outbox id was used twice"
+    assert [q.publication.message_id for q in await store.bound_unpublished(["delivery-1"])] == [
+        "hand-off"
+    ]
+
+
 async def test_timestamps_come_from_the_injected_clock(db: Database, store: SqlStore) -> None:
     db.clock.at = T0 + timedelta(seconds=60)
     await store.commit(_sent("KR-1", "out-1", "local-1"))

@@ -14,7 +14,8 @@ relay must not publish it a second time meanwhile. Once the broker confirms it, 
 marked; writing that mark (deleting its outbox row) costs an fsync, so marks wait for
 the next commit or flush and keep the row from the relay until then. Marks are removed
 by value once written: a commit and a flush may write the same marks, and a mark made
-while one of them writes must survive it.
+while one of them writes must survive it. Writing a mark twice is harmless because an
+outbox id is never given to another row (revision 0007).
 
 The store thread reads these while the event loop changes them; each step is one set
 operation, ordered so that a concurrent reader always finds an id in one of the sets.

@@ -124,6 +124,9 @@ outbox = Table(
     Column("claimed_until", Float),
     Index("ix_outbox_pending", "published", "id"),
     Index("ix_outbox_bound", "bound_to"),
+    # An id is never given twice (revision 0007): a confirmed row is deleted by its id,
+    # and a late second delete must not take a newer row.
+    sqlite_autoincrement=True,
 )
 # One row per verification request, on the side that asked (role importer) and the side
 # asked (role exporter); the side that asked scans (state, due_at) for overdue requests.
