@@ -36,6 +36,8 @@ CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 RESERVED = frozenset({4369, 5672, 25672, *range(35672, 35683)})
 # Below the kernel's ephemeral range (32768+), so no client socket takes a port we reuse.
 PORT_RANGE = (20000, 32000)
+# How long a restart waits for the ports of the node it restarts to be free again.
+PORTS_FREE_S = 30.0
 ENV_CONF = (
     'ERL_EPMD_ADDRESS=127.0.0.1\nexport ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"\n'
 )
@@ -168,10 +170,21 @@ class PrivateRabbit:
         if self._pid is not None and _alive(self._pid):
             await self.ctl("stop", within=within)
             await self._gone(self._pid, within)
-        for port in (self.port, self._dist_port, *([self.tls_port] if self.tls else [])):
-            if not _bindable(port):
-                raise RabbitError(f"{self.node}: port {port} was taken while it was down")
+        await self._ports_free(min(within, PORTS_FREE_S))
         await self._launch(within)
+
+    async def _ports_free(self, within: float) -> None:
+        """Wait until our ports can be bound again. A killed beam shows as a zombie while
+        its other threads still exit holding its sockets: its listeners outlive it by a
+        moment (seen in CI)."""
+        ports = (self.port, self._dist_port, *([self.tls_port] if self.tls else []))
+        deadline = time.monotonic() + within
+        while taken := [port for port in ports if not _bindable(port)]:
+            if time.monotonic() >= deadline:
+                raise RabbitError(
+                    f"{self.node}: port(s) {taken} still taken {within:.0f} s after it went down"
+                )
+            await asyncio.sleep(0.1)
 
     async def ctl(self, *args: str, within: float = 60.0) -> str:
         """``rabbitmqctl -n NODE ARGS``; its standard output, or an error naming the command."""
