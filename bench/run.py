@@ -28,7 +28,7 @@ import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from breakdown import Stamps, breakdown, median_of_runs, table
-from cpu import CpuWindow, broker_pid
+from cpu import CoreSpeed, CpuWindow, broker_pid, core_ms, said_rest
 from cpu import said as said_cpu
 from pages import measure as measure_pages
 from pydantic import TypeAdapter
@@ -360,11 +360,17 @@ async def throughput_once(run: Path, records: Records, count: int, **pair_option
         await pair.close()
 
 
-async def latency(run: Path, records: Records, plan: Plan, **pair_options: Any) -> dict[str, Any]:
+async def latency(
+    run: Path, records: Records, plan: Plan, speed: CoreSpeed | None = None, **pair_options: Any
+) -> dict[str, Any]:
     """Median of each percentile over repeated runs: one run's tail on a shared machine
-    moves by half its value between runs."""
+    moves by half its value between runs. With ``speed``, each run first waits for the
+    cores to be back to the speed they had when the bench started (``cpu.CoreSpeed``)."""
     runs = []
     for i in range(plan.repeats):
+        rest = await speed.rest() if speed is not None else None
+        if rest is not None:
+            say(f"bench:   {said_rest(rest)}")
         # What earlier phases left on the bench's own heap must not pause its clock.
         gc.collect()
         gc.freeze()
@@ -372,10 +378,13 @@ async def latency(run: Path, records: Records, plan: Plan, **pair_options: Any) 
         runs.append(await latency_once(run / f"latency-{i}", records, plan, **pair_options))
         runs[-1]["fsync_ms_before"] = fsync_before
         runs[-1]["fsync_ms_after"] = disk_fsync_ms(run)
+        runs[-1]["rest"] = rest
+        runs[-1]["core_ms_after"] = core_ms()
         say(
             "bench: latency run: p50 / p95 / p99 "
             + " / ".join(f"{runs[-1][p]:.0f}" for p in ("p50", "p95", "p99"))
-            + f" ms (disk fsync {fsync_before} / {runs[-1]['fsync_ms_after']} ms before / after)"
+            + f" ms (disk fsync {fsync_before} / {runs[-1]['fsync_ms_after']} ms before / after;"
+            + f" core speed probe {runs[-1]['core_ms_after']} ms after)"
         )
         say(f"bench:   {said_cpu(runs[-1]['cpu'])}")
     return {
@@ -547,12 +556,13 @@ async def main(quick: bool) -> int:
     plan = QUICK if quick else FULL
     run = ROOT / "var" / "bench" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run.mkdir(parents=True)
+    speed = CoreSpeed()  # before anything keeps the cores busy
     records = Records()
     body = median_envelope()
     http = http_on()
     say(
         f"bench: {'quick' if quick else 'full'} run; relay message size {len(body)} bytes; "
-        f"HTTP side {'on' if http else 'off'} in the nodes"
+        f"HTTP side {'on' if http else 'off'} in the nodes; core speed probe {speed.idle_ms} ms"
     )
     ceiling_rate = await ceiling(plan, body)
     rates = []
@@ -562,7 +572,7 @@ async def main(quick: bool) -> int:
         say(f"bench: node throughput run: {rate:.0f} certificates/s")
     node_rate = statistics.median(rates)
     say(f"bench: latency at {plan.rate:.0f}/s for {plan.latency_s:.0f} s, {plan.repeats} runs")
-    lat = await latency(run / "latency", records, plan)
+    lat = await latency(run / "latency", records, plan, speed)
     for line in table(lat["hops"]):
         say(f"bench: {line}")
     mem = await memory(run / "memory", records, plan)
@@ -584,6 +594,7 @@ async def main(quick: bool) -> int:
         "quick": quick,
         "http": http,
         "machine": machine(),
+        "core_ms_at_start": speed.idle_ms,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
