@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -154,16 +155,21 @@ def test_a_revision_writes_its_tables_out_instead_of_importing_todays(revision: 
     assert not {name for name in imported if name.startswith("eodes_node")}
 
 
+def queue_an_old_outbox_row(db: Database) -> None:
+    """Outbox row 7, unpublished, as the code before Alembic wrote it (SQLite)."""
+    db.alter(
+        "INSERT INTO outbox (id, destination, body, message_id, kind, headers, "
+        "content_type, published) "
+        "VALUES (7, 'partner', x'00', 'queued-1', 'coo', '{}', 'application/jose', 0)"
+    )
+
+
 async def test_an_upgraded_sqlite_store_keeps_its_outbox_and_never_gives_an_id_twice(
     tmp_path: Path,
 ) -> None:
     async with database("sqlite", tmp_path) as db:
         load_schema3(db)
-        db.alter(
-            "INSERT INTO outbox (id, destination, body, message_id, kind, headers, "
-            "content_type, published) "
-            "VALUES (7, 'partner', x'00', 'queued-1', 'coo', '{}', 'application/jose', 0)"
-        )
+        queue_an_old_outbox_row(db)
         store = await db.open()
         [queued] = await store.unpublished(10)
         assert (queued.id, queued.publication.message_id) == (7, "queued-1")
@@ -174,3 +180,44 @@ async def test_an_upgraded_sqlite_store_keeps_its_outbox_and_never_gives_an_id_t
             UnitOfWork(publications=[Publication(PARTNER, b"token", "m-2", "coo")])
         )
         assert new == 8
+
+
+async def test_an_upgrade_that_fails_midway_changes_nothing_and_the_next_open_completes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite commits DDL statement by statement unless a transaction is open: a rebuild
+    of the outbox (revision 0007) stopped between creating its new table and dropping the
+    old left a table behind that made every later open fail."""
+    pragmas = schema._sqlite_pragmas
+    denied: list[str] = []
+
+    def outbox_may_not_be_dropped(dbapi_conn: Any, record: Any) -> None:
+        pragmas(dbapi_conn, record)
+
+        def authorize(action: int, table: str | None, *_: object) -> int:
+            if action == sqlite3.SQLITE_DROP_TABLE and table == "outbox":
+                denied.append(table)
+                return sqlite3.SQLITE_DENY
+            return sqlite3.SQLITE_OK
+
+        dbapi_conn.set_authorizer(authorize)
+
+    async with database("sqlite", tmp_path) as db:
+        load_schema3(db)
+        queue_an_old_outbox_row(db)
+        with monkeypatch.context() as patched:
+            patched.setattr(schema, "_sqlite_pragmas", outbox_may_not_be_dropped)
+            with pytest.raises(Exception, match="not authorized"):
+                await db.open()
+        assert denied == ["outbox"], "the upgrade never reached the rebuild"
+        assert "alembic_version" not in tables(db)
+        assert "_alembic_tmp_outbox" not in tables(db)
+
+        store = await db.open()
+        assert db.rows("SELECT version_num FROM alembic_version") == [(HEAD,)]
+        [queued] = await store.unpublished(10)
+        assert (queued.id, queued.publication.message_id) == (7, "queued-1")
+        [outbox_sql] = db.rows("SELECT sql FROM sqlite_master WHERE name = 'outbox'")
+        assert "AUTOINCREMENT" in outbox_sql[0]
+        indexes = db.rows("SELECT name FROM sqlite_master WHERE tbl_name = 'outbox'")
+        assert {"ix_outbox_pending", "ix_outbox_bound"} <= {name for (name,) in indexes}

@@ -184,7 +184,8 @@ MIGRATION_LOCK = 0x656F_6465_735F_6D67  # PostgreSQL advisory lock key: "eodes_m
 
 
 def migrate(conn: Connection) -> None:
-    """Bring the schema up to Alembic's head, in the caller's transaction.
+    """Bring the schema up to Alembic's head, in the caller's transaction, which this
+    opens: every revision commits with the others or not at all.
 
     A store written before Alembic carries ``schema_version`` rows instead of
     ``alembic_version``: it is stamped with the revision its last step matches first, and
@@ -194,6 +195,11 @@ def migrate(conn: Connection) -> None:
         # Instances started together on an empty database take turns: the second finds
         # the schema at head. Released when this transaction ends.
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    elif conn.dialect.name == "sqlite":
+        # pysqlite opens a transaction only before a write, not before DDL: without this
+        # each statement of a revision commits alone, and one stopped midway (a table
+        # rebuild, revision 0007) would leave a store that no longer opens.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = conn
