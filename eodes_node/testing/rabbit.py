@@ -174,9 +174,9 @@ class PrivateRabbit:
         await self._launch(within)
 
     async def _ports_free(self, within: float) -> None:
-        """Wait until our ports can be bound again. A killed beam shows as a zombie while
-        its other threads still exit holding its sockets: its listeners outlive it by a
-        moment (seen in CI)."""
+        """Wait until our ports can be bound again: in CI a port was still taken at once
+        after a kill -9, likely while the beam, already a zombie (gone for ``_alive``),
+        still had threads exiting with its listeners open."""
         ports = (self.port, self._dist_port, *([self.tls_port] if self.tls else []))
         deadline = time.monotonic() + within
         while taken := [port for port in ports if not _bindable(port)]:
