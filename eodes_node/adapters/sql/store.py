@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
-from eodes_node.adapters.sql import audit
+from eodes_node.adapters.sql import audit, schedule_reads
 from eodes_node.adapters.sql.claims import (
     CLAIM_S,
     Claims,
@@ -35,7 +35,7 @@ from eodes_node.adapters.sql.commit import (
     write_outbound,
     write_publications,
 )
-from eodes_node.adapters.sql.facts import read_facts, verification_fact
+from eodes_node.adapters.sql.facts import read_facts
 from eodes_node.adapters.sql.files import (
     StoreLock,
     create_private,
@@ -44,17 +44,8 @@ from eodes_node.adapters.sql.files import (
     wal_bytes,
 )
 from eodes_node.adapters.sql.leadership import PgLeadership
-from eodes_node.adapters.sql.schema import (
-    StoreSettings,
-    make_engine,
-    migrate,
-    outbound,
-    outbox,
-    verifications,
-)
+from eodes_node.adapters.sql.schema import StoreSettings, make_engine, migrate, outbox
 from eodes_node.adapters.sql.statements import Sql, StoreThread, map_errors
-from eodes_node.adapters.sql.tokens import unpacked
-from eodes_node.core.messages import Kind
 from eodes_node.core.verification import VerificationFacts
 from eodes_node.errors import TransientError
 from eodes_node.ports import (
@@ -259,62 +250,15 @@ class SqlStore:
         return await self._thread.run(work)
 
     async def due(self, now: float, limit: int) -> list[Due]:
-        def work(conn: Connection) -> list[Due]:
-            rows = conn.execute(
-                select(
-                    outbound.c.message_id,
-                    outbound.c.kind,
-                    outbound.c.certificate_number,
-                    outbound.c.token,
-                    outbound.c.attempts,
-                )
-                .where(and_(outbound.c.status == "pending", outbound.c.next_attempt_at <= now))
-                .order_by(outbound.c.next_attempt_at)
-                .limit(limit)
-            )
-            return [
-                Due(r.message_id, Kind(r.kind), r.certificate_number, unpacked(r.token), r.attempts)
-                for r in rows
-            ]
-
-        return await self._thread.run(work)
+        return await self._thread.run(lambda conn: schedule_reads.due(conn, now, limit))
 
     async def next_due_at(self) -> float | None:
         """The next resend, or the next reply due date of a request we sent."""
-
-        def work(conn: Connection) -> float | None:
-            resend = conn.execute(
-                select(func.min(outbound.c.next_attempt_at)).where(outbound.c.status == "pending")
-            ).scalar()
-            reply = conn.execute(
-                select(func.min(verifications.c.due_at)).where(_ASKED_BY_US)
-            ).scalar()
-            times = [float(v) for v in (resend, reply) if v is not None]
-            return min(times, default=None)
-
-        return await self._thread.run(work)
+        return await self._thread.run(schedule_reads.next_due_at)
 
     async def overdue(self, now: float, limit: int) -> list[VerificationFacts]:
         """Requests we sent, still unanswered after the end of their reply due day."""
-
-        def work(conn: Connection) -> list[VerificationFacts]:
-            v = verifications.c
-            rows = conn.execute(
-                select(
-                    v.request_id,
-                    v.role,
-                    v.certificate_number,
-                    v.request_reference,
-                    v.reply_due,
-                    v.state,
-                )
-                .where(and_(_ASKED_BY_US, v.due_at <= now))
-                .order_by(v.due_at)
-                .limit(limit)
-            )
-            return [verification_fact(r) for r in rows]
-
-        return await self._thread.run(work)
+        return await self._thread.run(lambda conn: schedule_reads.overdue(conn, now, limit))
 
     async def report(self, number: str) -> list[CertificateReport]:
         return await self._thread.run(lambda conn: audit.report(conn, number))
@@ -322,10 +266,6 @@ class SqlStore:
     async def verify_audit_chain(self) -> int:
         """Recompute the history hash chain; returns the rows checked or raises."""
         return await self._thread.run(audit.verify_chain)
-
-
-# Requests we sent, still waiting for their answer: the overdue scan's rows.
-_ASKED_BY_US = and_(verifications.c.role == "importer", verifications.c.state == "pending")
 
 
 def _queued_row(row: tuple[Any, ...]) -> QueuedPublication:
