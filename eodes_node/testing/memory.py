@@ -2,14 +2,15 @@
 
 Its reference is the SQL store (``eodes_node.adapters.sql``): atomic commits, stale
 moves refused, retry updates only on pending messages, claims, the audit hash chain.
+This module holds the tables and the ``Store`` port (facts, decide, commit); the other
+ports are mixins beside it (``memory_outbox``, ``memory_schedule``, ``memory_audit``,
+``memory_reports``), so the store stays one object, as the SQL database is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
-from itertools import islice
 
 from eodes_node.core.decide import CertFacts, OutboundFacts, PriorInbound, Transition
 from eodes_node.core.messages import ReceiptEntry
@@ -17,21 +18,20 @@ from eodes_node.core.state import Role, State
 from eodes_node.core.verification import VerificationFacts, VerificationMove
 from eodes_node.errors import StoreConflict, StoreUnavailable
 from eodes_node.ports import (
-    CertificateReport,
     Clock,
     Decide,
     Decision,
-    Due,
     Facts,
     FactsQuery,
-    HistoryLine,
     InboundRow,
     OutboundRow,
     Publication,
-    QueuedPublication,
     UnitOfWork,
 )
+from eodes_node.testing.memory_audit import MemoryAudit
+from eodes_node.testing.memory_outbox import MemoryOutbox
 from eodes_node.testing.memory_reports import MemoryReports
+from eodes_node.testing.memory_schedule import MemorySchedule
 from eodes_node.testing.tables import (
     GENESIS,
     CertKey,
@@ -40,13 +40,12 @@ from eodes_node.testing.tables import (
     chain_hash,
     planned_states,
     refuse_duplicate_rows,
-    verify_chain,
 )
 
 __all__ = ["InMemoryStore"]
 
 
-class InMemoryStore(MemoryReports):
+class InMemoryStore(MemoryOutbox, MemorySchedule, MemoryAudit, MemoryReports):
     """The NodeStore and Reports ports in memory, with the SQL store's observable semantics.
 
     No method awaits anything, so each call is atomic with respect to the event loop, as a
@@ -107,16 +106,6 @@ class InMemoryStore(MemoryReports):
 
     def outbound_row(self, message_id: str) -> StoredOutbound | None:
         return self._outbound.get(message_id)
-
-    def outbox(self) -> list[QueuedPublication]:
-        """Every publication ever committed, published or not, in id order."""
-        return [QueuedPublication(i, p) for i, p in self._outbox.items()]
-
-    def is_published(self, outbox_id: int) -> bool:
-        return outbox_id in self._published or outbox_id in self._published_pending
-
-    def is_claimed(self, outbox_id: int) -> bool:
-        return outbox_id in self._claimed
 
     # -- Store ---------------------------------------------------------------------------
 
@@ -264,114 +253,3 @@ class InMemoryStore(MemoryReports):
                     next_attempt_at=None,
                     updated_at=now,
                 )
-
-    def _enqueue(self, publication: Publication) -> int:
-        outbox_id = self._next_outbox_id
-        self._next_outbox_id += 1
-        self._outbox[outbox_id] = publication
-        if publication.bound_to is None:
-            # Handed to the caller to publish: no relay may take it meanwhile.
-            self._claimed.add(outbox_id)
-        return outbox_id
-
-    # -- Outbox --------------------------------------------------------------------------
-
-    async def mark_published(self, ids: Sequence[int]) -> None:
-        self._published_pending.update(ids)
-        self._claimed.difference_update(ids)
-
-    async def release(self, ids: Sequence[int]) -> None:
-        """Publishing these failed: hand them to the relay."""
-        self._claimed.difference_update(ids)
-
-    async def flush_published(self) -> None:
-        self._published |= self._published_pending
-        self._published_pending.clear()
-
-    async def unpublished(self, limit: int) -> list[QueuedPublication]:
-        """Unbound, unpublished and unclaimed publications, oldest first."""
-        free = (
-            QueuedPublication(i, p)
-            for i, p in self._outbox.items()
-            if p.bound_to is None and not self.is_published(i) and i not in self._claimed
-        )
-        return list(islice(free, limit))
-
-    async def bound_unpublished(self, keys: Iterable[str]) -> list[QueuedPublication]:
-        wanted = set(keys)
-        return [
-            QueuedPublication(i, p)
-            for i, p in self._outbox.items()
-            if p.bound_to in wanted and not self.is_published(i)
-        ]
-
-    # -- Schedule ------------------------------------------------------------------------
-
-    async def due(self, now: float, limit: int) -> list[Due]:
-        rows = sorted(
-            (
-                r
-                for r in self._waiting()
-                if r.next_attempt_at is not None and r.next_attempt_at <= now
-            ),
-            key=lambda r: r.next_attempt_at or 0.0,
-        )
-        return [
-            Due(r.message_id, r.kind, r.certificate_number, r.token, r.attempts)
-            for r in rows[:limit]
-        ]
-
-    async def next_due_at(self) -> float | None:
-        times = [r.next_attempt_at for r in self._waiting() if r.next_attempt_at is not None]
-        times += [due_at for _, due_at in self._asked_by_us()]
-        return min(times, default=None)
-
-    async def overdue(self, now: float, limit: int) -> list[VerificationFacts]:
-        late = sorted((due_at, v.request_id, v) for v, due_at in self._asked_by_us())
-        return [v for due_at, _, v in late if due_at <= now][:limit]
-
-    def _asked_by_us(self) -> list[tuple[VerificationFacts, float]]:
-        """Requests we sent that wait for their answer, with when each is due."""
-        return [
-            (v, due_at)
-            for v, due_at, _ in self.verifications.values()
-            if v.role is Role.IMPORTER and v.state.value == "pending"
-        ]
-
-    def _waiting(self) -> list[StoredOutbound]:
-        return [r for r in self._outbound.values() if r.status == "pending"]
-
-    # -- Audit ---------------------------------------------------------------------------
-
-    async def report(self, number: str) -> list[CertificateReport]:
-        return [self._report(cert) for (_, n), cert in self._certificates.items() if n == number]
-
-    def _report(self, cert: CertFacts) -> CertificateReport:
-        lines = [
-            HistoryLine(datetime.fromtimestamp(h.at, UTC), h.event, h.before, h.after, h.message_id)
-            for h in self.history
-            if h.number == cert.number and h.role == cert.role.value
-        ]
-        ids = {line.message_id for line in lines}
-        sent = sorted(
-            (r for r in self._outbound.values() if r.certificate_number == cert.number),
-            key=lambda r: r.created_at,
-        )
-        received = sorted(
-            (
-                (row, at)
-                for row, at in self._inbound.values()
-                if row.certificate_number == cert.number
-                and (row.message_id in ids or row.kind != "receipt")
-            ),
-            key=lambda pair: pair[1],
-        )
-        messages = [("out", r.kind.value, r.message_id, r.status, r.attempts) for r in sent]
-        messages += [("in", r.kind.value, r.message_id, r.status, 1) for r, _ in received]
-        return CertificateReport(
-            cert.number, cert.role.value, cert.state.value, cert.coo_message_id, lines, messages
-        )
-
-    async def verify_audit_chain(self) -> int:
-        """Recompute the history hash chain; returns the rows checked or raises."""
-        return verify_chain(self.history)
