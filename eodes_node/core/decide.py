@@ -3,12 +3,15 @@
 The service gathers the facts (prior copies of a message, certificate states), calls these
 functions, and carries out the returned decision through its ports. Nothing here performs
 I/O, so every rule of the exchange is testable without a broker or a database.
+
+This module judges the messages a partner sends us. Settling the messages we sent lives
+in ``settlement`` and the shared certificate facts and moves in ``transitions``; their
+names are re-exported here so callers keep one place to import decisions from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from eodes_node.core.envelope import Opened
@@ -19,7 +22,6 @@ from eodes_node.core.messages import (
     Feedback,
     Kind,
     MessageBase,
-    Receipt,
     ReceiptEntry,
     ReceiptStatus,
     VerificationRequest,
@@ -27,15 +29,20 @@ from eodes_node.core.messages import (
     certificate_number_of,
 )
 from eodes_node.core.models import CONTROL
+from eodes_node.core.settlement import OutboundFacts as OutboundFacts
+from eodes_node.core.settlement import decide_receipt as decide_receipt
+from eodes_node.core.settlement import retries_exhausted as retries_exhausted
 from eodes_node.core.state import (
     DECISION_EVENT,
     Event,
     IllegalTransition,
     IllegalVerificationStep,
     Role,
-    State,
-    next_state,
 )
+from eodes_node.core.transitions import CertFacts as CertFacts
+from eodes_node.core.transitions import Transition as Transition
+from eodes_node.core.transitions import applied as applied
+from eodes_node.core.transitions import move as move
 from eodes_node.core.verification import (
     VerificationFacts,
     VerificationMove,
@@ -53,31 +60,12 @@ class Local(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class CertFacts:
-    number: str
-    role: Role
-    state: State
-    coo_message_id: str
-
-
-@dataclass(frozen=True, slots=True)
 class PriorInbound:
     digest: str
     receipt_entry: ReceiptEntry | None
     receipt_id: str | None = None
     # The signed receipt that answered it: a duplicate is answered with the same bytes.
     receipt_token: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    number: str
-    role: Role
-    before: State | None
-    after: State
-    event: Event
-    message_id: str
-    coo_message_id: str | None = None  # set when the transition creates the certificate
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,41 +77,6 @@ class InboundDecision:
     deliver_to: Local | None = None
     duplicate: bool = False
     verifications: tuple[VerificationMove, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundFacts:
-    message_id: str
-    kind: Kind
-    certificate_number: str | None
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiptOutcome:
-    message_id: str
-    status: str  # delivered | rejected
-    code: str | None
-    text: str
-    transitions: tuple[Transition, ...] = field(default=())
-    # The message was settled the other way before: the entry is refused, not applied.
-    contradicts: bool = False
-
-
-def move(
-    facts: CertFacts | None, role: Role, number: str, event: Event, message_id: str
-) -> Transition:
-    before = facts.state if facts is not None else None
-    after = next_state(role, before, event)
-    return Transition(
-        number,
-        role,
-        before,
-        after,
-        event,
-        message_id,
-        coo_message_id=message_id if before is None else None,
-    )
 
 
 def accepted_entry(opened: Opened) -> ReceiptEntry:
@@ -298,67 +251,3 @@ def _verification_effects(
     step = answered(asked, mid, body.result.value)
     moves = [move(cert, Role.IMPORTER, number, Event.VERIFICATION_ANSWERED, mid)]
     return moves, Local.CLEARANCE, [step]
-
-
-# Only these are open to a receipt: a delivered or rejected message stays as it was
-# settled, and a receipt of ours is never answered.
-SETTLEABLE = frozenset({"pending", "failed"})
-SETTLED = frozenset({"delivered", "rejected"})
-
-
-def decide_receipt(
-    receipt: Receipt, outbound: Mapping[str, OutboundFacts], certs: Mapping[str, CertFacts]
-) -> list[ReceiptOutcome]:
-    """Which of our sent messages a receipt settles, and how their certificates move.
-
-    Entries for messages we never sent are ignored: a receipt cannot create state. An
-    entry that repeats a settlement is a no-op; one that contradicts it is returned with
-    ``contradicts`` set and must not be applied.
-    """
-    outcomes = []
-    for entry in receipt.entries:
-        sent = outbound.get(entry.message_id)
-        if sent is None:
-            continue
-        status = "delivered" if entry.status is ReceiptStatus.ACCEPTED else "rejected"
-        code = entry.code.value if entry.code else None
-        if sent.status in SETTLEABLE:
-            moves = _receipt_moves(sent, certs.get(sent.certificate_number or ""), entry)
-            outcomes.append(ReceiptOutcome(entry.message_id, status, code, entry.text, moves))
-        elif sent.status in SETTLED and sent.status != status:
-            outcomes.append(
-                ReceiptOutcome(entry.message_id, status, code, entry.text, contradicts=True)
-            )
-    return outcomes
-
-
-def _receipt_moves(
-    sent: OutboundFacts, cert: CertFacts | None, entry: ReceiptEntry
-) -> tuple[Transition, ...]:
-    """The certificate's move when the receipt answers the e-CO that carried it."""
-    if sent.kind not in (Kind.COO, Kind.COO_REPLACEMENT) or cert is None:
-        return ()
-    accepted = entry.status is ReceiptStatus.ACCEPTED
-    event = Event.RECEIPT_ACCEPTED if accepted else Event.RECEIPT_REJECTED
-    try:
-        return (move(cert, Role.EXPORTER, cert.number, event, entry.message_id),)
-    except IllegalTransition:
-        return ()
-
-
-def retries_exhausted(cert: CertFacts | None, message_id: str) -> Transition | None:
-    """The certificate move when a sent e-CO gets no receipt within its retry budget."""
-    if cert is None or cert.coo_message_id != message_id:
-        return None
-    try:
-        return move(cert, Role.EXPORTER, cert.number, Event.RETRIES_EXHAUSTED, message_id)
-    except IllegalTransition:
-        return None
-
-
-def applied(certs: dict[tuple[str, str], CertFacts], moves: list[Transition]) -> None:
-    """Fold moves into a facts overlay, so later messages of a batch see earlier ones."""
-    for t in moves:
-        known = certs.get((t.role.value, t.number))
-        coo = t.coo_message_id or (known.coo_message_id if known else t.message_id)
-        certs[(t.role.value, t.number)] = CertFacts(t.number, t.role, t.after, coo)
