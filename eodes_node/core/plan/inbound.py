@@ -3,11 +3,11 @@
 ``prepare`` verifies every envelope (pure CPU), ``query`` names the facts the batch
 needs, ``plan`` decides message by message against them. Later messages of a batch see
 the effects of earlier ones; copies within one batch are answered by the batch's receipt.
+Opening the batch lives in ``inbound_opening``, sealing its receipt in ``inbound_receipt``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from eodes_node.core.decide import (
@@ -19,126 +19,37 @@ from eodes_node.core.decide import (
     decide_inbound,
     rejection_entry,
 )
-from eodes_node.core.envelope import Opened, open_envelope, seal
+from eodes_node.core.envelope import Opened
 from eodes_node.core.jws import digest
 from eodes_node.core.messages import (
-    CooReplacement,
-    Feedback,
     Kind,
-    MessageBase,
     Receipt,
     ReceiptEntry,
-    VerificationRequest,
-    VerificationResponse,
     certificate_number_of,
-    issued_now,
     new_message_id,
 )
 from eodes_node.core.plan.common import (
     DeadLetter,
     Door,
-    EnvelopeLimits,
     Handoff,
     Identity,
     Plan,
-    ToPartner,
     claimed_id,
     inbound_binding,
     looks_like_id,
-    signing_key,
 )
+from eodes_node.core.plan.inbound_opening import Opening as Opening
+from eodes_node.core.plan.inbound_opening import cert_key as cert_key
+from eodes_node.core.plan.inbound_opening import prepare as prepare
+from eodes_node.core.plan.inbound_opening import query as query
+from eodes_node.core.plan.inbound_opening import replaced_key, verification_id
+from eodes_node.core.plan.inbound_receipt import answer as seal_answer
 from eodes_node.core.plan.receipts import settle
-from eodes_node.core.state import Role
 from eodes_node.core.verification import VerificationFacts, folded
-from eodes_node.core.work import (
-    Delivery,
-    Facts,
-    FactsQuery,
-    InboundRow,
-    OutboundRow,
-)
+from eodes_node.core.work import Delivery, Facts, InboundRow
 from eodes_node.errors import InvalidMessage, PeerError
 
 _KIND_NAMES = frozenset(k.value for k in Kind)
-
-
-@dataclass(slots=True)
-class Opening:
-    """A batch after verification, split by what happens to each envelope next."""
-
-    refused: list[tuple[Delivery, PeerError]] = field(default_factory=list)
-    receipts: list[tuple[Delivery, Opened]] = field(default_factory=list)
-    others: list[tuple[Delivery, Opened]] = field(default_factory=list)
-
-
-def prepare(
-    batch: list[Delivery], identity: Identity, now: datetime, limits: EnvelopeLimits
-) -> Opening:
-    opening = Opening()
-    for delivery in batch:
-        try:
-            opened = open_envelope(
-                delivery.body,
-                identity.partner_keys,
-                receiver=identity.own,
-                now=now,
-                max_bytes=limits.max_bytes,
-                max_future_skew=limits.max_future_skew,
-                max_age=limits.max_age,
-            )
-        except PeerError as exc:
-            opening.refused.append((delivery, exc))
-            continue
-        if isinstance(opened.message, Receipt):
-            opening.receipts.append((delivery, opened))
-        else:
-            opening.others.append((delivery, opened))
-    return opening
-
-
-def cert_key(message: MessageBase) -> tuple[str, str] | None:
-    """The certificate a partner message concerns, seen from our side."""
-    number = certificate_number_of(message)
-    if number is None:
-        return None
-    role = Role.EXPORTER if isinstance(message, Feedback | VerificationRequest) else Role.IMPORTER
-    return (role.value, number)
-
-
-def _replaced_key(message: MessageBase) -> tuple[str, str] | None:
-    if isinstance(message, CooReplacement) and message.certificate.back_reference:
-        return (Role.IMPORTER.value, message.certificate.back_reference.certificate_number)
-    return None
-
-
-def query(opening: Opening, identity: Identity) -> FactsQuery:
-    keys = {k for _, o in opening.others if (k := cert_key(o.message)) is not None}
-    keys |= {k for _, o in opening.others if (k := _replaced_key(o.message)) is not None}
-    entries = [
-        e.message_id
-        for _, o in opening.receipts
-        if isinstance(o.message, Receipt)
-        for e in o.message.entries
-    ]
-    return FactsQuery(
-        sender=identity.partner,
-        message_ids=tuple(o.message.message_id for _, o in (*opening.others, *opening.receipts)),
-        certificates=tuple(sorted(keys)),
-        outbound_ids=tuple(entries),
-        verification_ids=tuple(
-            request_id for _, o in opening.others if (request_id := _verification_id(o.message))
-        ),
-    )
-
-
-def _verification_id(message: MessageBase) -> str | None:
-    """The verification row a message needs: the request a response answers, or the row
-    that may already hold a request's id (ours share the table)."""
-    if isinstance(message, VerificationResponse):
-        return message.correlation_id
-    if isinstance(message, VerificationRequest):
-        return message.message_id
-    return None
 
 
 def plan(
@@ -224,14 +135,14 @@ class _InboundPlanner:
         if in_this_batch and prior is not None and prior.digest == opened.digest:
             return  # a copy within this batch: this batch's receipt answers it
         key = cert_key(m)
-        replaced = _replaced_key(m)
+        replaced = replaced_key(m)
         try:
             decision = decide_inbound(
                 opened,
                 prior=prior,
                 certificate=self.certs.get(key) if key else None,
                 referenced=self.certs.get(replaced) if replaced else None,
-                verification=self.asked.get(_verification_id(m) or ""),
+                verification=self.asked.get(verification_id(m) or ""),
             )
         except InvalidMessage as exc:
             self._reject(delivery, opened, prior, exc)
@@ -351,35 +262,6 @@ class _InboundPlanner:
             settle(self.plan, opened.message, self.sent, self.certs, self.id.partner)
 
     def answer(self, now: datetime) -> None:
-        """One signed receipt for the batch; duplicates get their earlier receipt again.
-
-        Raises ``KeyMayNotSign`` when our key is outside its window: the partner would
-        refuse the receipt, so the batch is not decided and stays in our inbound queue
-        (the partner resends meanwhile). A batch of receipts alone needs no signature.
-        """
-        if self.entries:
-            receipt = Receipt(
-                message_id=self.receipt_id,
-                sender=self.id.own,
-                receiver=self.id.partner,
-                issued_at=issued_now(now),
-                entries=tuple(self.entries),
-            )
-            token = seal(receipt, signing_key(self.id, now))
-            self.plan.outbound.append(
-                OutboundRow(
-                    self.receipt_id,
-                    Kind.RECEIPT,
-                    None,
-                    None,
-                    token,
-                    None,
-                    None,
-                    attempts=1,
-                    next_attempt_at=None,
-                    status="sent",
-                )
-            )
-            self.plan.effects.append(ToPartner(token, self.receipt_id, Kind.RECEIPT.value))
-        for rid, token in self.resend.items():
-            self.plan.effects.append(ToPartner(token, rid, Kind.RECEIPT.value))
+        """The batch's receipt, and earlier receipts again for duplicates (may raise
+        ``KeyMayNotSign``; see ``inbound_receipt.answer``)."""
+        seal_answer(self.plan, self.id, self.receipt_id, self.entries, self.resend, now)
