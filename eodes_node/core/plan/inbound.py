@@ -43,7 +43,7 @@ from eodes_node.core.plan.inbound_opening import cert_key as cert_key
 from eodes_node.core.plan.inbound_opening import prepare as prepare
 from eodes_node.core.plan.inbound_opening import query as query
 from eodes_node.core.plan.inbound_opening import replaced_key, verification_id
-from eodes_node.core.plan.inbound_receipt import answer as seal_answer
+from eodes_node.core.plan.inbound_receipt import seal_answer
 from eodes_node.core.plan.receipts import settle
 from eodes_node.core.verification import VerificationFacts, folded
 from eodes_node.core.work import Delivery, Facts, InboundRow
@@ -263,5 +263,5 @@ class _InboundPlanner:
 
     def answer(self, now: datetime) -> None:
         """The batch's receipt, and earlier receipts again for duplicates (may raise
-        ``KeyMayNotSign``; see ``inbound_receipt.answer``)."""
+        ``KeyMayNotSign``; see ``inbound_receipt.seal_answer``)."""
         seal_answer(self.plan, self.id, self.receipt_id, self.entries, self.resend, now)

@@ -14,7 +14,7 @@ from eodes_node.core.plan.common import Identity, Plan, ToPartner, signing_key
 from eodes_node.core.work import OutboundRow
 
 
-def answer(
+def seal_answer(
     plan: Plan,
     identity: Identity,
     receipt_id: str,
