@@ -181,19 +181,25 @@ class Node(NodeKeys):
         """Persist publication marks soon after each settle: a crash then loses at most a
         moment's worth, which keeps re-issues after a restart exact."""
         wanted = self.service.flush_wanted
-        while not stop.is_set():
-            waiter = asyncio.ensure_future(wanted.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
-            wanted.clear()
-            try:
-                await self.store.flush_published()
-            except TransientError as exc:
-                log.warning("flush_deferred", error=str(exc))
-            except Exception:
-                log.exception("flush_failed")
+
+        async def wake_on_stop() -> None:
+            # One waiter for the node's life, not two tasks for every settle.
+            await stop.wait()
+            wanted.set()
+
+        waker = asyncio.create_task(wake_on_stop())
+        try:
+            while not stop.is_set():
+                await wanted.wait()
+                wanted.clear()
+                try:
+                    await self.store.flush_published()
+                except TransientError as exc:
+                    log.warning("flush_deferred", error=str(exc))
+                except Exception:
+                    log.exception("flush_failed")
+        finally:
+            waker.cancel()
 
     async def _relay_pass(self) -> float:
         remaining = await self.service.relay_outbox()

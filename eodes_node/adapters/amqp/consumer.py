@@ -23,6 +23,7 @@ from eodes_node.adapters.amqp.link import (
     LINK_FAILURES,
     cancelled_by_the_link,
     reraise_cancellation,
+    within,
 )
 from eodes_node.adapters.amqp.poison import dead_letter, internal_error_event, reason_of
 from eodes_node.adapters.amqp.probe import QueueProbe
@@ -88,7 +89,8 @@ class AmqpConsumer:
         self._selected: Underlay | None = None  # the underlying channel already in tx mode
         self._held: Underlay | None = None  # a live channel that may hold unsettled deliveries
         self._pause_s = 0.0
-        self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        # ``None`` in the buffer is the wake-up that ``stop`` leaves for a waiting ``run``.
+        self._buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -100,11 +102,13 @@ class AmqpConsumer:
 
     @property
     def buffered(self) -> int:
-        """Deliveries received and not yet taken into a batch."""
+        """Deliveries received and not yet taken into a batch (plus the wake-up, once
+        stopped)."""
         return self._buffer.qsize()
 
     def stop(self) -> None:
         self._stopping.set()
+        self._buffer.put_nowait(None)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -137,21 +141,21 @@ class AmqpConsumer:
             await self._reset_channel()
 
     async def _next_batch(self) -> list[AbstractIncomingMessage]:
-        getter = asyncio.ensure_future(self._buffer.get())
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-        if not getter.done():
-            getter.cancel()
+        # One ``get`` per batch and no task beside it: at a few messages a second, each
+        # batch is one message and what waits for it is a good part of its cost.
+        first = await self._buffer.get()
+        if first is None:
             return []
-        batch = [getter.result()]
         if self.batch_wait_s and self._buffer.qsize() < self.batch_max - 1:
             # A short window lets a burst share one commit and one receipt.
             await asyncio.sleep(self.batch_wait_s)
+        batch = [first]
         while len(batch) < self.batch_max and not self._buffer.empty():
-            batch.append(self._buffer.get_nowait())
+            message = self._buffer.get_nowait()
+            if message is None:
+                self._buffer.put_nowait(None)  # ``run`` sees the stop after this batch
+                break
+            batch.append(message)
         return batch
 
     async def _pause(self) -> None:
@@ -224,7 +228,7 @@ class AmqpConsumer:
 
     async def _underlay(self) -> Underlay | None:
         try:
-            return await asyncio.wait_for(self.channel.get_underlay_channel(), self.timeout_s)
+            return await within(self.timeout_s, self.channel.get_underlay_channel())
         except LINK_FAILURES as exc:
             reraise_cancellation(exc)
             return None

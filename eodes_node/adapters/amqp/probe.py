@@ -16,6 +16,8 @@ from collections.abc import Iterable
 import aiormq
 from aiormq.abc import AbstractChannel as Underlay
 
+from eodes_node.adapters.amqp.link import within
+
 
 class QueueProbe:
     """Asks the broker which queues are missing; one per consumer, used by one at a time."""
@@ -31,7 +33,7 @@ class QueueProbe:
         for queue in sorted(set(queues)):
             channel = await self._channel_beside(beside)
             try:
-                await channel.queue_declare(queue, passive=True, timeout=self.timeout_s)
+                await within(self.timeout_s, channel.queue_declare(queue, passive=True))
             except aiormq.exceptions.ChannelNotFoundEntity:
                 absent.append(queue)
                 self._channel = None  # the broker closed it with the answer

@@ -29,6 +29,7 @@ from eodes_node.adapters.amqp.link import (
     LINK_FAILURES,
     frame_properties,
     reraise_cancellation,
+    within,
 )
 from eodes_node.adapters.amqp.probe import QueueProbe
 from eodes_node.ports import Delivery, Publication
@@ -132,13 +133,13 @@ async def _commit(
 ) -> None:
     await _check_routable(underlay, publications, probe)
     if select:
-        await underlay.tx_select(timeout=timeout_s)
+        await within(timeout_s, underlay.tx_select())
     # No confirms inside a transaction: the commit is the broker's word for all of them.
     # ``mandatory`` still makes a return of a queue deleted since the probe visible.
     for p in publications:
         await _publish(underlay, p, timeout_s)
     await _ack_or_requeue(underlay, deliveries, ack=ack, multiple=multiple)
-    await underlay.tx_commit(timeout=timeout_s)
+    await within(timeout_s, underlay.tx_commit())
 
 
 async def _confirm_then_ack(
@@ -173,18 +174,20 @@ async def _check_routable(
 
 async def _publish(underlay: Underlay, p: Publication, timeout_s: float) -> None:
     """Publish ``p`` ``mandatory``; on a confirm channel, until the broker confirms it."""
-    await underlay.basic_publish(
-        p.body,
-        exchange="",
-        routing_key=p.destination,
-        properties=frame_properties(
-            message_id=p.message_id,
-            kind=p.kind,
-            headers=p.headers,
-            content_type=p.content_type,
+    await within(
+        timeout_s,
+        underlay.basic_publish(
+            p.body,
+            exchange="",
+            routing_key=p.destination,
+            properties=frame_properties(
+                message_id=p.message_id,
+                kind=p.kind,
+                headers=p.headers,
+                content_type=p.content_type,
+            ),
+            mandatory=True,
         ),
-        mandatory=True,
-        timeout=timeout_s,
     )
 
 
@@ -225,7 +228,7 @@ async def requeue(
         for tag in _tags(deliveries):
             await underlay.basic_nack(tag, requeue=True)
         if not confirmed:
-            await underlay.tx_commit(timeout=timeout_s)
+            await within(timeout_s, underlay.tx_commit())
     except LINK_FAILURES as exc:
         reraise_cancellation(exc)
         gone = underlay.is_closed
