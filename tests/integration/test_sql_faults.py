@@ -150,8 +150,11 @@ class StalledHeaders(Mapping[str, str]):
 
 
 async def test_a_cancelled_commit_is_seen_through_and_its_publications_relayed(
-    db: Database, store: SqlStore
+    db: Database,
 ) -> None:
+    # A commit can be cancelled midway only on the store thread: on the event loop
+    # (SQLite's default) nothing runs beside it, so it is here kept off the loop.
+    store = await db.open(settings=StoreSettings(sqlite_commit_on_loop=False))
     await store.commit(_sent("KR-1", "out-1", "local-1"))
     stalled = StalledHeaders()
     unit = _sent("KR-2", "out-2", "local-2")
@@ -168,6 +171,38 @@ async def test_a_cancelled_commit_is_seen_through_and_its_publications_relayed(
     assert set(facts.certificates) == {("exporter", "KR-2")}
     await store.commit(_sent("KR-3", "out-3", "local-3"))
     assert await store.verify_audit_chain() == 3
+
+
+async def test_a_sqlite_batch_commits_on_the_loop_and_another_writers_lock_sends_it_to_the_thread(
+    tmp_path: Path,
+) -> None:
+    """The loop stays free while another connection holds SQLite's write lock: the commit
+    that finds it waits on the store thread, and ends committed once the lock goes."""
+    async with database("sqlite", tmp_path) as db:
+        store = await db.open(settings=StoreSettings(busy_timeout_s=20))
+        ran_on: list[str] = []
+
+        def decide(facts: object) -> tuple[None, UnitOfWork]:
+            ran_on.append(threading.current_thread().name)
+            return None, _sent_publishing(f"KR-{len(ran_on)}", f"m-{len(ran_on)}")
+
+        await store.commit(_sent("KR-0", "out-0", "local-0"))  # the connection is open
+        await store.decide(FactsQuery(), decide)
+        assert ran_on == [threading.main_thread().name]
+        with WriteLock(db):
+            commit = asyncio.create_task(store.decide(FactsQuery(), decide))
+            ticks = 0
+            deadline = time.monotonic() + 10
+            while len(ran_on) < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # the loop runs while the commit waits
+                ticks += 1
+            # Tried on the loop, found the lock, went to the thread and waits there.
+            assert ran_on[1:] == [threading.main_thread().name, "store_0"], ran_on
+            assert ticks > 0
+            assert not commit.done()  # held by the lock, on the thread
+        await commit
+        assert db.rows("SELECT count(*) FROM outbox") == [(2,)]
+        assert await store.verify_audit_chain() == 3
 
 
 async def test_a_call_after_close_is_store_unavailable(store: SqlStore) -> None:

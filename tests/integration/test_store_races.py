@@ -59,9 +59,10 @@ async def test_two_receivers_racing_on_one_message_decide_it_once_and_a_duplicat
     await pair.kr.submit([record])
     (envelope,) = pair.kr.take_outgoing()
 
-    # Our batch reads its facts (the message is new), then, before our store thread writes,
-    # the racer takes the same message and commits first.
-    loop = asyncio.get_running_loop()
+    # Our batch reads its facts (the message is new), then, before our store writes, the
+    # racer takes the same message and commits first. Ours may be running on the event
+    # loop (SQLite's batches do), so the racer runs on a loop of its own, as the other
+    # process it stands for would.
     reading, deciding = read_facts, ours.decide
     raced = threading.Event()
     refused: list[StoreConflict] = []
@@ -70,7 +71,10 @@ async def test_two_receivers_racing_on_one_message_decide_it_once_and_a_duplicat
         facts = reading(sql, query)
         if not raced.is_set():  # our first read; the racer's own reads pass through
             raced.set()
-            asyncio.run_coroutine_threadsafe(racer.receive([envelope]), loop).result(30)
+            racing = threading.Thread(target=asyncio.run, args=(racer.receive([envelope]),))
+            racing.start()
+            racing.join(30)
+            assert not racing.is_alive(), "the racer did not finish"
         return facts
 
     async def recording_decide(query: FactsQuery, decide: Any) -> Any:

@@ -1,6 +1,6 @@
 """How every store call reaches the database, and the one place its errors are translated.
 
-All database work runs on one dedicated thread with one kept connection: that makes this
+Database work runs on one dedicated thread with one kept connection: that makes this
 node the single writer (SQLite's model), keeps blocking calls off the event loop, and
 saves a pool checkout per call. A call is never abandoned: its caller waits for the
 transaction's outcome, even when cancelled, since a transaction that commits behind a
@@ -9,6 +9,14 @@ takes are the drivers' (SQLite's busy timeout, PostgreSQL's statement and connec
 timeouts: ``schema.make_engine``). SQLAlchemy's errors, the drivers' own (raised by the
 raw cursor the per-batch statements use) and I/O errors on the store's own files become
 ``StoreUnavailable`` in ``map_errors`` and nowhere else.
+
+One exception, for SQLite (``[store] sqlite_commit_on_loop``): a batch's transaction runs
+on the event loop itself when the thread is idle, with SQLite's busy handler off, so it
+either proceeds at once or gives up at once; one that finds another connection's lock
+goes to the thread and waits there. A batch's transaction takes a millisecond or two on
+a local disk, and handing it to a thread and back cost two thread wake-ups and a GIL
+hand-off: at 100 certificates a second, about an eighth of a node's CPU (README, "Where
+the latency goes").
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import structlog
 from sqlalchemy.engine import Connection, Engine
@@ -41,6 +49,14 @@ def database_errors() -> tuple[type[Exception], ...]:
     while it is not loaded, none of its errors can be raised."""
     psycopg = sys.modules.get("psycopg")
     return _ALWAYS if psycopg is None else (*_ALWAYS, psycopg.Error)
+
+
+def is_busy(exc: BaseException) -> bool:
+    """SQLite found the database locked by another connection (SQLITE_BUSY or
+    SQLITE_LOCKED, with their extended codes): nothing is wrong with our connection."""
+    cause = getattr(exc, "orig", None) or exc
+    code = getattr(cause, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def is_unique_violation(exc: BaseException) -> bool:
@@ -69,12 +85,16 @@ def map_errors() -> Iterator[None]:
 
 
 class StoreThread:
-    """Runs each unit of work in one transaction on the store thread."""
+    """Runs each unit of work in one transaction on the store thread (or, see the module's
+    docstring, a SQLite batch on the event loop)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, sqlite_on_loop: bool = False) -> None:
         self.engine: Engine | None = None
         self._conn: Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._sqlite_on_loop = sqlite_on_loop
+        self._on_thread = 0  # calls handed to the thread and not yet back
+        self._busy_ms: tuple[Connection, int] | None = None  # the busy handler's bound
 
     async def run(
         self,
@@ -83,12 +103,42 @@ class StoreThread:
         fsync: bool = True,
         committed: Callable[[T], None] | None = None,
         abandoned: Callable[[T], None] | None = None,
+        on_loop: bool = False,
     ) -> T:
         """``work`` in one transaction. ``fsync=False`` relaxes SQLite's sync for it;
-        ``committed`` runs on the store thread once it is durable, before any other
-        work; ``abandoned`` gets the result of one that committed after its caller was
-        cancelled."""
-        return await self._call(self._in_transaction, (work, fsync, committed), abandoned)
+        ``committed`` runs once it is durable, before any other work; ``abandoned`` gets
+        the result of one that committed after its caller was cancelled. ``on_loop``
+        marks a batch's short transaction, which SQLite may run on the event loop."""
+        args = (work, fsync, committed)
+        if on_loop and self._sqlite_on_loop and self._on_thread == 0 and self._conn is not None:
+            ran, result = self._on_loop(args)
+            if ran:
+                return cast(T, result)
+        return await self._call(self._in_transaction, args, abandoned)
+
+    def _on_loop(self, args: tuple[Any, ...]) -> tuple[bool, Any]:
+        """Run the transaction here, with SQLite's busy handler off: (False, None) when
+        another connection holds the lock, for the thread to wait on it instead. Nothing
+        else of this node's can run meanwhile, and the thread is idle: the connection is
+        this call's alone."""
+        conn = self._conn
+        assert conn is not None
+        sqlite = conn.connection.driver_connection
+        assert sqlite is not None
+        if self._busy_ms is None or self._busy_ms[0] is not conn:
+            (busy_ms,) = sqlite.execute("PRAGMA busy_timeout").fetchone()
+            self._busy_ms = (conn, int(busy_ms))
+        with map_errors():
+            sqlite.execute("PRAGMA busy_timeout=0")
+            try:
+                return True, self._in_transaction(*args)
+            except database_errors() as exc:
+                if is_busy(exc):
+                    return False, None
+                raise
+            finally:
+                if self._conn is conn:
+                    sqlite.execute(f"PRAGMA busy_timeout={self._busy_ms[1]}")
 
     async def run_bare(self, work: Callable[[Connection], T]) -> T:
         """``work`` on the kept connection outside any transaction (a WAL checkpoint)."""
@@ -111,7 +161,11 @@ class StoreThread:
                 future = self._executor.submit(fn, *args)
             except RuntimeError:  # the executor is shut down
                 raise StoreUnavailable("store is closed") from None
-            return await _outcome(future, abandoned)
+            self._on_thread += 1
+            try:
+                return await _outcome(future, abandoned)
+            finally:
+                self._on_thread -= 1
 
     def _in_transaction(
         self,
@@ -131,10 +185,12 @@ class StoreThread:
     def _on_connection(self, work: Callable[[Connection], T]) -> T:
         try:
             return work(self._connection())
-        except database_errors():
+        except database_errors() as exc:
             # The connection may be dead (a restarted PostgreSQL) or left in an unknown
-            # state (a failed pragma switch): the next call opens a fresh one.
-            self._drop()
+            # state (a failed pragma switch): the next call opens a fresh one. Another
+            # connection's lock says nothing about ours.
+            if not is_busy(exc):
+                self._drop()
             raise
 
     def _connection(self) -> Connection:

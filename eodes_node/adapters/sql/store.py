@@ -81,9 +81,11 @@ class SqlStore:
         self.url = url
         self._clock = clock
         self._settings = settings or StoreSettings()
-        self._thread = StoreThread()
-        self._claims = Claims()
         self._db = sqlite_path(url)
+        self._thread = StoreThread(
+            sqlite_on_loop=self._db is not None and self._settings.sqlite_commit_on_loop
+        )
+        self._claims = Claims()
         self._lock = StoreLock(self._db) if exclusive and self._db else None
         self._leadership = leadership
         self.owner = uuid.uuid4().hex  # this instance, in the outbox rows it holds
@@ -136,9 +138,9 @@ class SqlStore:
     async def decide(
         self, query: FactsQuery, decide: Decide[Decision]
     ) -> tuple[Decision, UnitOfWork, list[int]]:
-        """Facts, decision and commit in one trip to the store thread: a batch waits for
-        one thread hand-off instead of two, and nothing else of this node's runs between
-        its read and its write. On PostgreSQL the transaction stays open while ``decide``
+        """Facts, decision and commit in one store call (on SQLite, usually on the event
+        loop: ``StoreThread``): nothing else of this node's runs between its read and its
+        write. On PostgreSQL the transaction stays open while ``decide``
         runs: milliseconds, where a fenced session may idle in one for seconds."""
         now = self._clock.now().timestamp()
         marks = self._claims.marked()
@@ -165,7 +167,7 @@ class SqlStore:
             )
 
         def committed(result: tuple[Decision, UnitOfWork, list[int]]) -> None:
-            # On the store thread, before it runs anything else: no relay sees them free.
+            # Before the store runs anything else: no relay sees them free.
             _, unit, ids = result
             self._claims.claim(
                 i for i, p in zip(ids, unit.publications, strict=True) if p.bound_to is None
@@ -177,7 +179,9 @@ class SqlStore:
                 self._claims.written(marks)
             self._claims.release(result[2])
 
-        result = await self._thread.run(work, committed=committed, abandoned=abandoned)
+        result = await self._thread.run(
+            work, committed=committed, abandoned=abandoned, on_loop=True
+        )
         if result[1]:
             self._claims.written(marks)
         return result
@@ -193,7 +197,9 @@ class SqlStore:
         """Publishing these failed: hand them to the relay (any instance's)."""
         self._claims.release(ids)
         if ids:
-            await self._thread.run(lambda conn: release_claims(Sql(conn), self.owner, ids))
+            await self._thread.run(
+                lambda conn: release_claims(Sql(conn), self.owner, ids), on_loop=True
+            )
 
     async def flush_published(self) -> None:
         """Write the marks waiting in memory; then truncate SQLite's WAL if it grew past
@@ -203,7 +209,9 @@ class SqlStore:
             # WAL without fsync survives a crash of this process, which is the failure
             # the marks guard against; an fsync per batch for them halved the commit
             # budget.
-            await self._thread.run(lambda conn: write_marks(Sql(conn), marks), fsync=False)
+            await self._thread.run(
+                lambda conn: write_marks(Sql(conn), marks), fsync=False, on_loop=True
+            )
             self._claims.written(marks)
         if self._db is None:
             return
