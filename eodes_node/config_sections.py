@@ -68,10 +68,10 @@ class StoreSection(Section):
     # PostgreSQL, several instances of one link: how often a standby tries to take over
     # and the active one checks it still holds the link (a takeover waits about this long).
     standby_poll_s: Annotated[float, Field(gt=0, le=60)] = 2.0
-    # SQLite: run a batch's transaction on the event loop when the store thread is idle,
-    # with the busy handler off (another connection's lock sends it to the thread): two
-    # thread wake-ups less per batch. Off keeps the loop free during every fsync, for a
-    # disk whose fsync takes tens of milliseconds.
+    # SQLite: run the transaction of a batch of a few messages on the event loop when the
+    # store thread is idle, with the busy handler off (another connection's lock sends it
+    # to the thread): two thread wake-ups less per batch. Off keeps the loop free during
+    # every fsync, for a disk whose fsync takes tens of milliseconds.
     sqlite_commit_on_loop: bool = True
 
 

@@ -216,8 +216,8 @@ class NodeService:
         decided_at = 0.0
 
         def decide(facts: Facts) -> tuple[Plan, UnitOfWork]:
-            # On the store's thread, between the read and the write: one thread hand-off
-            # per batch instead of two. It reads only what is replaced whole, never changed.
+            # Inside the store's call, between the read and the write: one store call per
+            # batch instead of two. It reads only what is replaced whole, never changed.
             nonlocal decided_at
             decision = self._unit_of(plan(facts))
             decided_at = time.perf_counter()

@@ -19,9 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine
 
 from eodes_node.adapters.sql import SqlStore
+from eodes_node.adapters.sql import store as store_module
+from eodes_node.adapters.sql.facts import read_facts
 from eodes_node.adapters.sql.schema import StoreSettings
+from eodes_node.adapters.sql.statements import StoreThread
 from eodes_node.errors import ConfigError, StoreUnavailable
 from eodes_node.ports import PARTNER, FactsQuery, Publication, UnitOfWork
 from tests.integration.test_sql_store import (
@@ -181,9 +185,12 @@ async def test_a_sqlite_batch_commits_on_the_loop_and_another_writers_lock_sends
     async with database("sqlite", tmp_path) as db:
         store = await db.open(settings=StoreSettings(busy_timeout_s=20))
         ran_on: list[str] = []
+        on_the_thread = threading.Event()
 
         def decide(facts: object) -> tuple[None, UnitOfWork]:
             ran_on.append(threading.current_thread().name)
+            if threading.current_thread() is not threading.main_thread():
+                on_the_thread.set()
             return None, _sent_publishing(f"KR-{len(ran_on)}", f"m-{len(ran_on)}")
 
         await store.commit(_sent("KR-0", "out-0", "local-0"))  # the connection is open
@@ -191,18 +198,85 @@ async def test_a_sqlite_batch_commits_on_the_loop_and_another_writers_lock_sends
         assert ran_on == [threading.main_thread().name]
         with WriteLock(db):
             commit = asyncio.create_task(store.decide(FactsQuery(), decide))
-            ticks = 0
-            deadline = time.monotonic() + 10
-            while len(ran_on) < 3 and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)  # the loop runs while the commit waits
-                ticks += 1
-            # Tried on the loop, found the lock, went to the thread and waits there.
+            assert await asyncio.to_thread(on_the_thread.wait, 10), ran_on
+            # Tried on the loop, found the lock, went to the thread and waits there...
             assert ran_on[1:] == [threading.main_thread().name, "store_0"], ran_on
-            assert ticks > 0
-            assert not commit.done()  # held by the lock, on the thread
+            for _ in range(3):
+                await asyncio.sleep(0.05)  # ...while the loop runs
+            assert not commit.done()
         await commit
         assert db.rows("SELECT count(*) FROM outbox") == [(2,)]
         assert await store.verify_audit_chain() == 3
+
+
+async def test_a_sqlite_batch_waits_for_a_call_already_on_the_store_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop never uses the connection while the thread does: a batch that comes while
+    a call runs there goes to the thread, after it."""
+    async with database("sqlite", tmp_path) as db:
+        store = await db.open()
+        await store.commit(_sent("KR-0", "out-0", "local-0"))  # the connection is open
+        reached, go_on = threading.Event(), threading.Event()
+        reading = read_facts
+
+        def slow_facts(sql: Any, query: FactsQuery) -> Any:
+            reached.set()
+            go_on.wait(10)
+            return reading(sql, query)
+
+        monkeypatch.setattr(store_module, "read_facts", slow_facts)
+        ran_on: list[str] = []
+
+        def decide(facts: object) -> tuple[None, UnitOfWork]:
+            ran_on.append(threading.current_thread().name)
+            return None, _sent_publishing("KR-1", "m-1")
+
+        reads = asyncio.create_task(store.facts(FactsQuery(certificates=(("exporter", "KR-0"),))))
+        assert await asyncio.to_thread(reached.wait, 10), "the read never started"
+        batch = asyncio.create_task(store.decide(FactsQuery(), decide))
+        await asyncio.sleep(0.05)
+        assert ran_on == []  # not run beside the thread's call
+        go_on.set()
+        await asyncio.gather(reads, batch)
+        assert ran_on == ["store_0"]
+        assert db.rows("SELECT count(*) FROM outbox") == [(1,)]
+
+
+async def test_a_commit_refused_as_busy_on_the_loop_is_not_committed_twice(
+    tmp_path: Path,
+) -> None:
+    """SQLAlchemy does not roll back a COMMIT that SQLite refused as busy: the transaction
+    stays open on the connection. Retried on the thread inside it, the first attempt's
+    rows would commit with the second's. (Busy at COMMIT needs a rollback journal: a
+    reader's shared lock holds the writer's exclusive one.)"""
+    path = tmp_path / "journal.db"
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 10})
+    thread = StoreThread(sqlite_on_loop=True)
+    thread.engine = engine
+    await thread.run(lambda conn: conn.exec_driver_sql("CREATE TABLE t (n INTEGER)"))
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM t").fetchall()  # a shared lock, held
+    attempts: list[str] = []
+    on_the_thread = threading.Event()
+
+    def insert(conn: Any) -> None:
+        attempts.append(threading.current_thread().name)
+        if threading.current_thread() is not threading.main_thread():
+            on_the_thread.set()
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+
+    write = asyncio.create_task(thread.run(insert, on_loop=True))
+    assert await asyncio.to_thread(on_the_thread.wait, 10), attempts
+    reader.execute("ROLLBACK")  # the thread's COMMIT, waiting for it, goes through
+    reader.close()
+    await write
+    assert attempts == [threading.main_thread().name, "store_0"]
+    count = await thread.run(lambda conn: conn.exec_driver_sql("SELECT count(*) FROM t").scalar())
+    assert count == 1
+    await thread.close()
+    engine.dispose()
 
 
 async def test_a_call_after_close_is_store_unavailable(store: SqlStore) -> None:

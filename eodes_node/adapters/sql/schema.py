@@ -228,8 +228,8 @@ class StoreSettings:
     wal_truncate_mb: float = 16.0  # SQLite: checkpoint and truncate a larger WAL
     retention_days: int = 3653  # what `eodes-node prune` must keep (ten years)
     standby_poll_s: float = 2.0  # PostgreSQL: how often a standby tries to take over
-    # SQLite: a batch's transaction runs on the event loop when nothing else waits for
-    # the store (``statements.StoreThread``); off, every call goes to the store thread.
+    # SQLite: a small batch's transaction runs on the event loop when nothing else waits
+    # for the store (``statements.StoreThread``); off, every call goes to the store thread.
     sqlite_commit_on_loop: bool = True
     # PostgreSQL, active/standby: the server ends a store session left idle inside a
     # transaction this long (a paused leader's), whose row locks would hold a takeover.

@@ -10,13 +10,13 @@ timeouts: ``schema.make_engine``). SQLAlchemy's errors, the drivers' own (raised
 raw cursor the per-batch statements use) and I/O errors on the store's own files become
 ``StoreUnavailable`` in ``map_errors`` and nowhere else.
 
-One exception, for SQLite (``[store] sqlite_commit_on_loop``): a batch's transaction runs
-on the event loop itself when the thread is idle, with SQLite's busy handler off, so it
-either proceeds at once or gives up at once; one that finds another connection's lock
-goes to the thread and waits there. A batch's transaction takes a millisecond or two on
-a local disk, and handing it to a thread and back cost two thread wake-ups and a GIL
-hand-off: at 100 certificates a second, about an eighth of a node's CPU (README, "Where
-the latency goes").
+One exception, for SQLite (``[store] sqlite_commit_on_loop``): the transaction of a batch
+of a few messages (``store.ON_LOOP_KEYS``) runs on the event loop itself when the thread
+is idle, with SQLite's busy handler off, so it either proceeds at once or gives up at
+once; one that finds another connection's lock goes to the thread and waits there. Such
+a transaction takes a millisecond or two on a local disk, and handing it to a thread and
+back cost two thread wake-ups and a GIL hand-off: at 100 certificates a second, about a
+tenth of a node's CPU (README, "Where the latency goes").
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ def database_errors() -> tuple[type[Exception], ...]:
 
 
 def is_busy(exc: BaseException) -> bool:
-    """SQLite found the database locked by another connection (SQLITE_BUSY or
-    SQLITE_LOCKED, with their extended codes): nothing is wrong with our connection."""
+    """SQLite found the database locked by another connection (SQLITE_BUSY, with its
+    extended codes). Not SQLITE_LOCKED: that one is about our own connection."""
     cause = getattr(exc, "orig", None) or exc
     code = getattr(cause, "sqlite_errorcode", None)
-    return isinstance(code, int) and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def is_unique_violation(exc: BaseException) -> bool:
@@ -123,12 +123,12 @@ class StoreThread:
         this call's alone."""
         conn = self._conn
         assert conn is not None
-        sqlite = conn.connection.driver_connection
-        assert sqlite is not None
-        if self._busy_ms is None or self._busy_ms[0] is not conn:
-            (busy_ms,) = sqlite.execute("PRAGMA busy_timeout").fetchone()
-            self._busy_ms = (conn, int(busy_ms))
         with map_errors():
+            sqlite = conn.connection.driver_connection
+            assert sqlite is not None
+            if self._busy_ms is None or self._busy_ms[0] is not conn:
+                (busy_ms,) = sqlite.execute("PRAGMA busy_timeout").fetchone()
+                self._busy_ms = (conn, int(busy_ms))
             sqlite.execute("PRAGMA busy_timeout=0")
             try:
                 return True, self._in_transaction(*args)
@@ -137,8 +137,19 @@ class StoreThread:
                     return False, None
                 raise
             finally:
-                if self._conn is conn:
-                    sqlite.execute(f"PRAGMA busy_timeout={self._busy_ms[1]}")
+                self._restore_busy_timeout(conn, self._busy_ms[1])
+
+    def _restore_busy_timeout(self, conn: Connection, busy_ms: int) -> None:
+        """Back to waiting for other connections' locks; a connection that cannot be set
+        back is dropped (the next one is opened with the bound)."""
+        if self._conn is not conn:
+            return  # dropped meanwhile
+        sqlite = conn.connection.driver_connection
+        try:
+            assert sqlite is not None
+            sqlite.execute(f"PRAGMA busy_timeout={busy_ms}")
+        except database_errors():
+            self._drop()
 
     async def run_bare(self, work: Callable[[Connection], T]) -> T:
         """``work`` on the kept connection outside any transaction (a WAL checkpoint)."""
@@ -188,10 +199,16 @@ class StoreThread:
         except database_errors() as exc:
             # The connection may be dead (a restarted PostgreSQL) or left in an unknown
             # state (a failed pragma switch): the next call opens a fresh one. Another
-            # connection's lock says nothing about ours.
-            if not is_busy(exc):
+            # connection's lock says nothing about ours, unless it left our transaction
+            # open (a COMMIT refused as busy is not rolled back by SQLAlchemy).
+            if not is_busy(exc) or self._in_open_transaction():
                 self._drop()
             raise
+
+    def _in_open_transaction(self) -> bool:
+        conn = self._conn
+        raw = conn.connection.driver_connection if conn is not None else None
+        return bool(getattr(raw, "in_transaction", True))
 
     def _connection(self) -> Connection:
         if self._conn is None:

@@ -144,7 +144,14 @@ class SqlStore:
 
     async def commit(self, unit: UnitOfWork) -> list[int]:
         """Apply a batch's effects atomically; returns the outbox ids to publish."""
-        few = _few(unit.inbound, unit.outbound, unit.outbound_updates, unit.publications)
+        few = _few(
+            unit.inbound,
+            unit.outbound,
+            unit.outbound_updates,
+            unit.transitions,
+            unit.publications,
+            unit.verifications,
+        )
         _, _, ids = await self._decide(FactsQuery(), lambda _: (None, unit), few)
         return ids
 
