@@ -9,8 +9,9 @@ refused a link's TLS.
 """
 
 from eodes_node.adapters.amqp.broker import AmqpBroker
+from eodes_node.adapters.amqp.calls import broker_errors
 from eodes_node.adapters.amqp.consumer import AmqpConsumer, delivery_of
-from eodes_node.adapters.amqp.link import BrokerLink, broker_errors
+from eodes_node.adapters.amqp.link import BrokerLink
 from eodes_node.adapters.amqp.probe import QueueProbe
 from eodes_node.adapters.amqp.settle import Outcome, Result, settle_batch
 

@@ -16,7 +16,8 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from eodes_node.adapters.amqp.broker import AmqpBroker
-from eodes_node.adapters.amqp.link import BROKER_ERRORS, BrokerLink, broker_errors, is_up
+from eodes_node.adapters.amqp.calls import BROKER_ERRORS, broker_errors
+from eodes_node.adapters.amqp.link import BrokerLink, is_up
 from eodes_node.adapters.amqp.link import open_channel as open_link_channel
 from eodes_node.errors import BrokerUnavailable
 

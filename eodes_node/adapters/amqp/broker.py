@@ -14,9 +14,10 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
+from eodes_node.adapters.amqp.calls import broker_errors
 from eodes_node.adapters.amqp.consumer import AmqpConsumer
 from eodes_node.adapters.amqp.declare import declare_queue
-from eodes_node.adapters.amqp.link import BrokerLink, broker_errors, open_channel
+from eodes_node.adapters.amqp.link import BrokerLink, open_channel
 from eodes_node.broker_tls import LinkTls
 from eodes_node.ports import BatchHandler, Publication
 from eodes_node.topology import CLASSIC, QueueKind, Topology

@@ -18,7 +18,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiormq.abc import AbstractChannel as Underlay
 
 from eodes_node import hops
-from eodes_node.adapters.amqp.link import (
+from eodes_node.adapters.amqp.calls import (
     BROKER_ERRORS,
     LINK_FAILURES,
     cancelled_by_the_link,

@@ -16,7 +16,7 @@ from typing import Any
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
-from eodes_node.adapters.amqp.link import broker_errors
+from eodes_node.adapters.amqp.calls import broker_errors
 from eodes_node.errors import BrokerRefused
 from eodes_node.topology import QueueKind
 

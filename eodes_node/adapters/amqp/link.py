@@ -1,11 +1,9 @@
-"""One broker connection with a confirming publish channel, and the error boundary.
+"""One broker connection with a confirming publish channel.
 
-aio-pika and aiormq exceptions stop here: ``broker_errors`` turns them into
-``BrokerUnavailable``, so nothing above the adapter ever sees a broker library type.
-Only failures of the link are translated; anything else is a bug and passes unchanged.
-A broker that answers but refuses our login or virtual host, or the link's TLS (its
-certificate, ours, or plain AMQP on a TLS port: see ``handshake``), is ``BrokerRefused``:
-a configuration error, which no retry cures.
+Its calls are bounded and their failures translated by ``calls``. A broker that answers
+but refuses our login or virtual host, or the link's TLS (its certificate, ours, or plain
+AMQP on a TLS port: see ``handshake``), is ``BrokerRefused``: a configuration error, which
+no retry cures.
 """
 
 from __future__ import annotations
@@ -13,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -22,66 +20,13 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from yarl import URL
 
+from eodes_node.adapters.amqp.calls import BROKER_ERRORS, broker_errors, within
 from eodes_node.adapters.amqp.cluster import ClusterConnection
 from eodes_node.adapters.amqp.handshake import tls_refusal
 from eodes_node.broker_tls import LinkTls, tls_url
 from eodes_node.errors import BrokerRefused, BrokerUnavailable
 
 log = structlog.get_logger("eodes_node.adapters.amqp")
-
-T = TypeVar("T")
-
-
-async def within(timeout_s: float, call: Awaitable[T]) -> T:
-    """``call`` bounded by ``timeout_s`` in the caller's own task. On the paths every
-    message takes, this replaces ``asyncio.wait_for`` and the timeouts aiormq applies with
-    it: each of those starts a task, several per message, and at a few messages a second
-    those tasks were a good share of a node's CPU."""
-    async with asyncio.timeout(timeout_s):
-        return await call
-
-
-# What a broker call can fail with when the link, not our code, is at fault. No bare
-# RuntimeError: its one legitimate use in aio-pika and aiormq (a channel asked of a
-# connection that is down) is told apart in ``open_channel``; any other one is a bug.
-BROKER_ERRORS: tuple[type[Exception], ...] = (
-    TimeoutError,
-    aiormq.exceptions.AMQPError,
-    aiormq.exceptions.ChannelInvalidStateError,
-    ConnectionError,
-    OSError,
-)
-
-
-def cancelled_by_the_link() -> bool:
-    """A CancelledError nobody asked this task for: aiormq fails the calls pending on a
-    connection it closed that way (a stuck or forced-closed connection)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() == 0
-
-
-# What settling meets when the link fails; a CancelledError among them only when
-# ``cancelled_by_the_link``, which ``reraise_cancellation`` checks.
-LINK_FAILURES: tuple[type[BaseException], ...] = (*BROKER_ERRORS, asyncio.CancelledError)
-
-
-def reraise_cancellation(exc: BaseException) -> None:
-    """Raise ``exc`` again when it is a cancellation of this task, not a link failure."""
-    if isinstance(exc, asyncio.CancelledError) and not cancelled_by_the_link():
-        raise exc
-
-
-@contextlib.contextmanager
-def broker_errors(what: str) -> Iterator[None]:
-    """Translate a failure of the link into ``BrokerUnavailable`` naming ``what`` failed."""
-    try:
-        yield
-    except BROKER_ERRORS as exc:
-        raise BrokerUnavailable(f"{what}: {exc!r}") from None
-    except asyncio.CancelledError:
-        if not cancelled_by_the_link():
-            raise
-        raise BrokerUnavailable(f"{what}: the connection was closed under the call") from None
 
 
 def refusal(url: str, exc: BaseException) -> BrokerRefused | None:

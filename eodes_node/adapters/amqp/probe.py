@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import aiormq
 from aiormq.abc import AbstractChannel as Underlay
 
-from eodes_node.adapters.amqp.link import within
+from eodes_node.adapters.amqp.calls import within
 
 
 class QueueProbe:

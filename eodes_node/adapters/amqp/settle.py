@@ -24,13 +24,13 @@ from enum import Enum
 import aiormq
 from aiormq.abc import AbstractChannel as Underlay
 
-from eodes_node.adapters.amqp.link import (
+from eodes_node.adapters.amqp.calls import (
     BROKER_ERRORS,
     LINK_FAILURES,
-    frame_properties,
     reraise_cancellation,
     within,
 )
+from eodes_node.adapters.amqp.link import frame_properties
 from eodes_node.adapters.amqp.probe import QueueProbe
 from eodes_node.ports import Delivery, Publication
 
