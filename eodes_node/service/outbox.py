@@ -50,10 +50,7 @@ class OutboxPublisher:
 
     async def publish(self, items: Sequence[tuple[int, Publication]]) -> int:
         """Publish concurrently (pipelined confirms); mark the confirmed, release the rest."""
-        if len(items) == 1:  # most batches at a few a second: no task for a lone confirm
-            results = [await self._publish_one(items[0])]
-        else:
-            results = await asyncio.gather(*(self._publish_one(item) for item in items))
+        results = await asyncio.gather(*(self._publish_one(item) for item in items))
         done = [r for r in results if r is not None]
         await self.outbox.mark_published(done)
         failed = [i for (i, _), r in zip(items, results, strict=True) if r is None]

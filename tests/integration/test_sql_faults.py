@@ -199,10 +199,9 @@ async def test_a_sqlite_batch_commits_on_the_loop_and_another_writers_lock_sends
         with WriteLock(db):
             commit = asyncio.create_task(store.decide(FactsQuery(), decide))
             assert await asyncio.to_thread(on_the_thread.wait, 10), ran_on
-            # Tried on the loop, found the lock, went to the thread and waits there...
+            # Tried on the loop, found the lock, went to the thread and waits there, while
+            # the loop runs this test.
             assert ran_on[1:] == [threading.main_thread().name, "store_0"], ran_on
-            for _ in range(3):
-                await asyncio.sleep(0.05)  # ...while the loop runs
             assert not commit.done()
         await commit
         assert db.rows("SELECT count(*) FROM outbox") == [(2,)]
@@ -235,7 +234,7 @@ async def test_a_sqlite_batch_waits_for_a_call_already_on_the_store_thread(
         reads = asyncio.create_task(store.facts(FactsQuery(certificates=(("exporter", "KR-0"),))))
         assert await asyncio.to_thread(reached.wait, 10), "the read never started"
         batch = asyncio.create_task(store.decide(FactsQuery(), decide))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # the batch starts while the read holds the thread
         assert ran_on == []  # not run beside the thread's call
         go_on.set()
         await asyncio.gather(reads, batch)
@@ -252,7 +251,7 @@ async def test_a_commit_refused_as_busy_on_the_loop_is_not_committed_twice(
     reader's shared lock holds the writer's exclusive one.)"""
     path = tmp_path / "journal.db"
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 10})
-    thread = StoreThread(sqlite_on_loop=True)
+    thread = StoreThread(sqlite_busy_ms=10_000)
     thread.engine = engine
     await thread.run(lambda conn: conn.exec_driver_sql("CREATE TABLE t (n INTEGER)"))
     reader = sqlite3.connect(path, isolation_level=None)

@@ -88,13 +88,14 @@ class StoreThread:
     """Runs each unit of work in one transaction on the store thread (or, see the module's
     docstring, a SQLite batch on the event loop)."""
 
-    def __init__(self, *, sqlite_on_loop: bool = False) -> None:
+    def __init__(self, *, sqlite_busy_ms: int | None = None) -> None:
+        """``sqlite_busy_ms``: the SQLite connection's busy timeout, given when a batch
+        may run on the event loop (restored after each such call)."""
         self.engine: Engine | None = None
         self._conn: Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        self._sqlite_on_loop = sqlite_on_loop
+        self._sqlite_busy_ms = sqlite_busy_ms
         self._on_thread = 0  # calls handed to the thread and not yet back
-        self._busy_ms: tuple[Connection, int] | None = None  # the busy handler's bound
 
     async def run(
         self,
@@ -110,13 +111,14 @@ class StoreThread:
         the result of one that committed after its caller was cancelled. ``on_loop``
         marks a batch's short transaction, which SQLite may run on the event loop."""
         args = (work, fsync, committed)
-        if on_loop and self._sqlite_on_loop and self._on_thread == 0 and self._conn is not None:
-            ran, result = self._on_loop(args)
+        busy_ms = self._sqlite_busy_ms
+        if on_loop and busy_ms is not None and self._on_thread == 0 and self._conn is not None:
+            ran, result = self._on_loop(args, busy_ms)
             if ran:
                 return cast(T, result)
         return await self._call(self._in_transaction, args, abandoned)
 
-    def _on_loop(self, args: tuple[Any, ...]) -> tuple[bool, Any]:
+    def _on_loop(self, args: tuple[Any, ...], busy_ms: int) -> tuple[bool, Any]:
         """Run the transaction here, with SQLite's busy handler off: (False, None) when
         another connection holds the lock, for the thread to wait on it instead. Nothing
         else of this node's can run meanwhile, and the thread is idle: the connection is
@@ -126,9 +128,6 @@ class StoreThread:
         with map_errors():
             sqlite = conn.connection.driver_connection
             assert sqlite is not None
-            if self._busy_ms is None or self._busy_ms[0] is not conn:
-                (busy_ms,) = sqlite.execute("PRAGMA busy_timeout").fetchone()
-                self._busy_ms = (conn, int(busy_ms))
             sqlite.execute("PRAGMA busy_timeout=0")
             try:
                 return True, self._in_transaction(*args)
@@ -137,7 +136,7 @@ class StoreThread:
                     return False, None
                 raise
             finally:
-                self._restore_busy_timeout(conn, self._busy_ms[1])
+                self._restore_busy_timeout(conn, busy_ms)
 
     def _restore_busy_timeout(self, conn: Connection, busy_ms: int) -> None:
         """Back to waiting for other connections' locks; a connection that cannot be set

@@ -94,9 +94,9 @@ class SqlStore:
         self._clock = clock
         self._settings = settings or StoreSettings()
         self._db = sqlite_path(url)
-        self._thread = StoreThread(
-            sqlite_on_loop=self._db is not None and self._settings.sqlite_commit_on_loop
-        )
+        on_loop = self._db is not None and self._settings.sqlite_commit_on_loop
+        busy_ms = round(self._settings.busy_timeout_s * 1000)  # what make_engine gives SQLite
+        self._thread = StoreThread(sqlite_busy_ms=busy_ms if on_loop else None)
         self._claims = Claims()
         self._lock = StoreLock(self._db) if exclusive and self._db else None
         self._leadership = leadership
