@@ -115,7 +115,7 @@ async def settle_batch(
         reraise_cancellation(exc)
         if not confirmed:
             with contextlib.suppress(*BROKER_ERRORS):
-                await underlay.tx_rollback(timeout=timeout_s)
+                await within(timeout_s, underlay.tx_rollback())
         reason = f"settle failed: {exc!r}"
         return await requeue(underlay, live, timeout_s, reason, confirmed=confirmed)
     return DONE
@@ -224,7 +224,7 @@ async def requeue(
         return Outcome(Result.GONE, reason)
     try:
         if not confirmed:
-            await underlay.tx_select(timeout=timeout_s)
+            await within(timeout_s, underlay.tx_select())
         for tag in _tags(deliveries):
             await underlay.basic_nack(tag, requeue=True)
         if not confirmed:

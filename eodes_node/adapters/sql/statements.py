@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy.engine import Connection, Engine
@@ -84,6 +84,10 @@ def map_errors() -> Iterator[None]:
         raise StoreUnavailable(f"store: {type(exc).__name__}: {exc}") from exc
 
 
+class _LockedElsewhere(Exception):
+    """A transaction on the loop found another connection's lock: the thread waits on it."""
+
+
 class StoreThread:
     """Runs each unit of work in one transaction on the store thread (or, see the module's
     docstring, a SQLite batch on the event loop)."""
@@ -110,19 +114,23 @@ class StoreThread:
         ``committed`` runs once it is durable, before any other work; ``abandoned`` gets
         the result of one that committed after its caller was cancelled. ``on_loop``
         marks a batch's short transaction, which SQLite may run on the event loop."""
-        args = (work, fsync, committed)
         busy_ms = self._sqlite_busy_ms
         if on_loop and busy_ms is not None and self._on_thread == 0 and self._conn is not None:
-            ran, result = self._on_loop(args, busy_ms)
-            if ran:
-                return cast(T, result)
-        return await self._call(self._in_transaction, args, abandoned)
+            with suppress(_LockedElsewhere):
+                return self._on_loop(work, fsync, committed, busy_ms)
+        return await self._call(self._in_transaction, (work, fsync, committed), abandoned)
 
-    def _on_loop(self, args: tuple[Any, ...], busy_ms: int) -> tuple[bool, Any]:
-        """Run the transaction here, with SQLite's busy handler off: (False, None) when
-        another connection holds the lock, for the thread to wait on it instead. Nothing
-        else of this node's can run meanwhile, and the thread is idle: the connection is
-        this call's alone."""
+    def _on_loop(
+        self,
+        work: Callable[[Connection], T],
+        fsync: bool,
+        committed: Callable[[T], None] | None,
+        busy_ms: int,
+    ) -> T:
+        """Run the transaction here, with SQLite's busy handler off; ``_LockedElsewhere``
+        when another connection holds the lock, for the thread to wait on it instead.
+        Nothing else of this node's can run meanwhile, and the thread is idle: the
+        connection is this call's alone."""
         conn = self._conn
         assert conn is not None
         with map_errors():
@@ -130,10 +138,10 @@ class StoreThread:
             assert sqlite is not None
             sqlite.execute("PRAGMA busy_timeout=0")
             try:
-                return True, self._in_transaction(*args)
+                return self._in_transaction(work, fsync, committed)
             except database_errors() as exc:
                 if is_busy(exc):
-                    return False, None
+                    raise _LockedElsewhere from None
                 raise
             finally:
                 self._restore_busy_timeout(conn, busy_ms)
