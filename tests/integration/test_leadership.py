@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from eodes_node.adapters.sql import SqlStore, StoreSettings
@@ -71,6 +73,29 @@ async def takes_over(instance: Instance, within: float) -> float:
             raise AssertionError(f"the standby did not take over within {within} s")
         await asyncio.sleep(POLL_S)
     return time.monotonic() - began
+
+
+@contextmanager
+def inside_a_commit(db: Database) -> Iterator[tuple[Connection, int]]:
+    """A store session of the active instance between its fence and its commit, and its
+    server process: the lease row stays locked until that session ends."""
+    engine = make_engine(db.url, fenced_settings(StoreSettings(standby_poll_s=POLL_S)))
+    paused = engine.connect()
+    try:
+        paused.begin()
+        paused.execute(text("UPDATE link_lease SET holder = holder WHERE link = :l"), {"l": LINK})
+        yield paused, paused.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    finally:
+        paused.invalidate()
+        engine.dispose()
+
+
+def waiting_on(db: Database, pid: int) -> str | None:
+    """What the server process ``pid`` waits for (``ClientWrite``: the client to read)."""
+    rows = db.admin.execute(
+        "SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,)
+    ).fetchall()
+    return rows[0][0] if rows else None
 
 
 def lock_holders(db: Database) -> list[int]:
@@ -142,21 +167,38 @@ async def test_a_leader_paused_inside_a_commit_does_not_hold_the_takeover(
     locked; the server must end that store session as it ends the silent lock session."""
     first, second = await instances(), await instances()
     assert await first.leadership.try_lead()
-    engine = make_engine(db.url, fenced_settings(StoreSettings(standby_poll_s=POLL_S)))
-    paused = engine.connect()
-    paused.begin()
-    paused.execute(text("UPDATE link_lease SET holder = holder WHERE link = :l"), {"l": LINK})
-    paused_pid = paused.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    try:
+    with inside_a_commit(db) as (paused, paused_pid):
         # Without the idle-in-transaction bound the standby's takeover waits on that row
         # until its statement timeout (30 s) and fails, again and again.
         await takes_over(second, within=10.0)
         assert paused_pid not in [pid for (pid,) in db.rows("SELECT pid FROM pg_stat_activity")]
         with pytest.raises(DBAPIError, match="idle-in-transaction timeout"):
             paused.execute(text("SELECT 1"))
-    finally:
-        paused.invalidate()
-        engine.dispose()
+
+
+async def test_a_leader_paused_while_reading_a_result_does_not_hold_the_takeover(
+    db: Database, instances: Callable[[], Awaitable[Instance]]
+) -> None:
+    """A leader stopped while the server sends it a large result (a relay's envelopes),
+    after its fence: the server waits to write, neither idle in the transaction nor
+    cancellable by a statement timeout, and the lease row stays locked until the process
+    wakes. The standby, holding the link's lock, ends that session itself."""
+    first, second = await instances(), await instances()
+    assert await first.leadership.try_lead()
+    with inside_a_commit(db) as (paused, paused_pid):
+        raw = paused.connection.driver_connection
+        assert raw is not None
+        # 64 MB asked for and never read: the sockets' buffers fill and the server blocks.
+        raw.pgconn.send_query(b"SELECT repeat('x', 1048576) FROM generate_series(1, 64)")
+        deadline = time.monotonic() + 10.0
+        while waiting_on(db, paused_pid) != "ClientWrite":
+            assert time.monotonic() < deadline, "the server never blocked writing to it"
+            await asyncio.sleep(0.05)
+        await first.leadership.resign()  # its lock session ends, as when it is SIGKILLed
+        await takes_over(second, within=10.0)
+        assert second.leadership.epoch == 2
+        assert paused_pid not in [pid for (pid,) in db.rows("SELECT pid FROM pg_stat_activity")]
+        await second.store.commit(sent("KR-1"))
 
 
 async def test_instances_opening_an_empty_database_at_once_all_succeed(db: Database) -> None:

@@ -12,7 +12,9 @@ and every commit, before its first write, updates that row where the epoch is st
 ours (``fence``): a writer fenced out gets zero rows, its transaction is refused
 (``LeadershipLost``) and nothing it decided is written, acked or published. The update
 also orders commits against a takeover: the new leader's epoch increment waits for any
-commit in flight, and a commit waiting behind it finds the new epoch.
+commit in flight, and a commit waiting behind it finds the new epoch. A commit in flight
+that cannot end (its process paused) is the deposed leader's: the new leader ends its
+session (``_end_deposed_writers``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import replace
 import structlog
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from eodes_node.adapters.sql.claims import void_claims
 from eodes_node.adapters.sql.schema import StoreSettings, make_engine
@@ -96,6 +99,7 @@ class PgLeadership:
         conn.execute(text(f"SET idle_session_timeout = {silent_ms}"))
         if not conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar():
             return None
+        self._end_deposed_writers(conn)
         epoch = conn.execute(
             text(
                 "INSERT INTO link_lease (link, epoch, holder, taken_at) "
@@ -108,6 +112,30 @@ class PgLeadership:
         # Whoever held outbox rows is gone or fenced out: its relay claims are void.
         void_claims(Sql(conn))
         return int(epoch)
+
+    def _end_deposed_writers(self, conn: Connection) -> None:
+        """End the session of any transaction still holding the lease row: we hold the
+        link's lock, so its writer is deposed. A leader paused while the server was
+        sending it a result (a relay's batch of envelopes, say) is neither idle in its
+        transaction nor cancellable by a statement timeout: its row lock would hold the
+        takeover until the process woke or died."""
+        holders = conn.execute(
+            text(
+                "SELECT l.pid FROM link_lease t JOIN pg_locks l "
+                "ON l.locktype = 'transactionid' AND l.transactionid = t.xmax AND l.granted "
+                "WHERE t.link = :link AND l.pid <> pg_backend_pid()"
+            ),
+            {"link": self.link},
+        ).scalars()
+        for pid in holders.all():
+            try:
+                with conn.begin_nested():  # a refusal must not abort the takeover
+                    ended = conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                    log.warning(
+                        "deposed_writer_ended", link=self.link, pid=pid, ended=ended.scalar()
+                    )
+            except DBAPIError as exc:
+                log.warning("deposed_writer_not_ended", link=self.link, pid=pid, error=str(exc))
 
     async def holds(self) -> bool:
         """Whether we still lead: our lock session answers and the epoch is still ours.
