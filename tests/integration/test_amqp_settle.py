@@ -486,6 +486,42 @@ async def test_a_hand_off_to_a_deleted_queue_holds_its_delivery_until_the_queue_
     await channel.close()
 
 
+async def test_a_queue_deleted_after_a_hand_off_to_it_refuses_the_next_one(
+    broker: Broker, amqp: tuple[AmqpBroker, Topology]
+) -> None:
+    """A consumer asks whether its last hand-offs' queues exist as soon as it takes the
+    next batch (``QueueProbe.ask_ahead``): the answer is that batch's, not the last one's."""
+    adapter, topology = amqp
+    queue, clearance = topology.inbound_queue, topology.clearance
+    channel = await broker.connection.channel()
+    await broker.put(queue, "m-1")
+    marks: list[Sequence[int]] = []
+
+    async def published(ids: Sequence[int]) -> None:
+        marks.append(ids)
+
+    handler = Handler(lambda *_: None, lambda _: [(len(handler.batches), handoff(clearance))])
+    deleted = [False]
+
+    async def refused_after_the_deletion() -> bool:
+        if marks == [[1]] and not deleted[0]:
+            await channel.queue_delete(clearance)  # an operator's mistake, under a running node
+            deleted[0] = True
+            await broker.put(queue, "m-2")
+        return handler.seen("m-2", redelivered=True) >= 1
+
+    with capture_logs() as logs:
+        await consume_until(broker, adapter, queue, handler, refused_after_the_deletion, published)
+
+    assert marks == [[1]]  # m-2's hand-off never went out
+    refusals = [e for e in logs if e["event"] == "settle_refused"]
+    assert refusals[0]["message_ids"] == ["m-2"]
+    assert f"no queue '{clearance}'" in refusals[0]["reason"]
+    assert await broker.ready(queue) == 1  # m-2, back in its queue
+    await channel.declare_queue(clearance, durable=True)
+    await channel.close()
+
+
 async def test_a_failing_publication_mark_does_not_stop_the_consumer(
     broker: Broker, amqp: tuple[AmqpBroker, Topology]
 ) -> None:

@@ -164,6 +164,10 @@ class AmqpConsumer:
                 await asyncio.wait_for(self._stopping.wait(), self._pause_s)
 
     async def _process(self, deliveries: list[Delivery]) -> None:
+        if self.probe.usual:
+            underlay = await self._underlay()
+            if underlay is not None:
+                await self.probe.ask_ahead(underlay)
         try:
             local = await self.handler(deliveries)
         except TransientError as exc:
