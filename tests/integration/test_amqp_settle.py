@@ -28,8 +28,9 @@ from eodes_node.adapters.amqp import (
     delivery_of,
     settle_batch,
 )
+from eodes_node.adapters.amqp.probe import FRESH_S
 from eodes_node.errors import BrokerUnavailable, TransientError
-from eodes_node.ports import Delivery, Publication
+from eodes_node.ports import BatchHandler, Delivery, Publication
 from eodes_node.topology import Topology
 
 pytestmark = pytest.mark.broker
@@ -334,7 +335,7 @@ async def consume_until(
     broker: Broker,
     adapter: AmqpBroker,
     queue: str,
-    handler: Handler,
+    handler: BatchHandler,
     done: Callable[[], bool | Awaitable[bool]],
     published: Callable[[Sequence[int]], Awaitable[None]] | None = None,
 ) -> None:
@@ -517,6 +518,43 @@ async def test_a_queue_deleted_after_a_hand_off_to_it_refuses_the_next_one(
     refusals = [e for e in logs if e["event"] == "settle_refused"]
     assert refusals[0]["message_ids"] == ["m-2"]
     assert f"no queue '{clearance}'" in refusals[0]["reason"]
+    assert await broker.ready(queue) == 1  # m-2, back in its queue
+    await channel.declare_queue(clearance, durable=True)
+    await channel.close()
+
+
+async def test_a_queue_deleted_while_a_slow_batch_is_decided_refuses_its_hand_off(
+    broker: Broker, amqp: tuple[AmqpBroker, Topology]
+) -> None:
+    """The question sent ahead when the batch was taken is older than ``FRESH_S`` by the
+    settle of a slow batch: the settle asks again, and finds the queue gone."""
+    adapter, topology = amqp
+    queue, clearance = topology.inbound_queue, topology.clearance
+    channel = await broker.connection.channel()
+    await broker.put(queue, "m-1")
+    marks: list[Sequence[int]] = []
+    seen: list[tuple[str | None, bool]] = []
+
+    async def published(ids: Sequence[int]) -> None:
+        marks.append(ids)
+
+    async def slow_on_m2(batch: Sequence[Delivery]) -> Bound:
+        seen.extend((d.message_id, d.redelivered) for d in batch)
+        if seen[-1] == ("m-2", False):
+            await channel.queue_delete(clearance)  # after the question went ahead
+            await asyncio.sleep(3 * FRESH_S)  # a batch slower than an answer stays fresh
+        return [(len(seen), handoff(clearance))]
+
+    async def m2_refused() -> bool:
+        if marks == [[1]] and not sent[0]:
+            sent[0] = True
+            await broker.put(queue, "m-2")
+        return ("m-2", True) in seen
+
+    sent = [False]
+    await consume_until(broker, adapter, queue, slow_on_m2, m2_refused, published)
+
+    assert marks == [[1]]  # m-2's hand-off never went out
     assert await broker.ready(queue) == 1  # m-2, back in its queue
     await channel.declare_queue(clearance, durable=True)
     await channel.close()

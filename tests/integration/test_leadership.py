@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from structlog.testing import capture_logs
 
 from eodes_node.adapters.sql import SqlStore, StoreSettings
 from eodes_node.adapters.sql.leadership import PgLeadership, fenced_settings
@@ -168,6 +169,9 @@ async def test_a_leader_paused_inside_a_commit_does_not_hold_the_takeover(
     first, second = await instances(), await instances()
     assert await first.leadership.try_lead()
     with inside_a_commit(db) as (paused, paused_pid):
+        # A heartbeat after the commit began: the lock session falls silent last, so the
+        # server ends the paused one before any standby could (and would end it itself).
+        assert await first.leadership.holds()
         # Without the idle-in-transaction bound the standby's takeover waits on that row
         # until its statement timeout (30 s) and fails, again and again.
         await takes_over(second, within=10.0)
@@ -195,9 +199,14 @@ async def test_a_leader_paused_while_reading_a_result_does_not_hold_the_takeover
             assert time.monotonic() < deadline, "the server never blocked writing to it"
             await asyncio.sleep(0.05)
         await first.leadership.resign()  # its lock session ends, as when it is SIGKILLed
-        await takes_over(second, within=10.0)
+        with capture_logs() as logs:
+            await takes_over(second, within=10.0)
         assert second.leadership.epoch == 2
-        assert paused_pid not in [pid for (pid,) in db.rows("SELECT pid FROM pg_stat_activity")]
+        ended = [e for e in logs if e["event"] == "deposed_writer_ended"]
+        assert [(e["pid"], e["ended"]) for e in ended] == [(paused_pid, True)]
+        while paused_pid in [pid for (pid,) in db.rows("SELECT pid FROM pg_stat_activity")]:
+            assert time.monotonic() < deadline + 10.0, "the paused session was not ended"
+            await asyncio.sleep(0.05)
         await second.store.commit(sent("KR-1"))
 
 

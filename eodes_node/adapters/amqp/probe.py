@@ -11,12 +11,34 @@ broker closes the channel that asks about a missing queue.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import aiormq
 from aiormq.abc import AbstractChannel as Underlay
 
 from eodes_node.adapters.amqp.calls import within
+
+# How old a question asked ahead may be for its settle to take the answer: a batch of a few
+# messages is decided and committed in a few milliseconds, one that waited on the store
+# thread or a lock is asked about again.
+FRESH_S = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class _Question:
+    queues: frozenset[str]
+    connection: object
+    asked_at: float
+    task: asyncio.Task[list[str]]
+
+    def answers(self, beside: Underlay, wanted: frozenset[str]) -> bool:
+        return (
+            wanted <= self.queues
+            and self.connection is beside.connection
+            and time.monotonic() - self.asked_at <= FRESH_S
+        )
 
 
 class QueueProbe:
@@ -25,14 +47,16 @@ class QueueProbe:
     ``ask_ahead`` sends the question for the queues the consumer's last hand-offs went to
     as soon as a batch is taken, so that its answer comes back while the batch is decided
     and committed, not after: at a few messages a second the question's round trip was a
-    good part of a settle. A batch that hands off elsewhere asks again at its settle.
+    good part of a settle. The settle takes that answer only if the batch hands off to
+    those queues and the question is at most ``FRESH_S`` old (a queue deleted after it was
+    asked goes unseen until the commit); otherwise it asks again.
     """
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self._channel: Underlay | None = None
         self.usual: frozenset[str] = frozenset()  # where the last hand-offs went
-        self._ahead: tuple[frozenset[str], object, asyncio.Task[list[str]]] | None = None
+        self._ahead: _Question | None = None
 
     async def ask_ahead(self, beside: Underlay) -> None:
         """Ask about the usual queues now, on the connection of ``beside``."""
@@ -41,7 +65,7 @@ class QueueProbe:
             return
         task = asyncio.ensure_future(self._ask(beside, self.usual))
         task.add_done_callback(_retrieved)
-        self._ahead = (self.usual, beside.connection, task)
+        self._ahead = _Question(self.usual, beside.connection, time.monotonic(), task)
         # Let the question reach the socket before the batch holds the loop (a small
         # batch's commit runs on it): the probe's task, aiormq's call task, its writer.
         for _ in range(3):
@@ -53,12 +77,10 @@ class QueueProbe:
         wanted = frozenset(queues)
         self.usual = wanted
         ahead = self._ahead
-        if ahead is not None:
-            asked, connection, task = ahead
-            if wanted <= asked and connection is beside.connection:
-                self._ahead = None
-                return [queue for queue in await task if queue in wanted]
-        await self._drop_ahead()  # asked about other queues, or on another connection
+        if ahead is not None and ahead.answers(beside, wanted):
+            self._ahead = None
+            return [queue for queue in await ahead.task if queue in wanted]
+        await self._drop_ahead()  # other queues, another connection, or too old
         return await self._ask(beside, wanted)
 
     async def _drop_ahead(self) -> None:
@@ -66,7 +88,7 @@ class QueueProbe:
         used by one question at a time."""
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
-            await asyncio.wait({ahead[2]})
+            await asyncio.wait({ahead.task})
 
     async def _ask(self, beside: Underlay, queues: frozenset[str]) -> list[str]:
         absent = []

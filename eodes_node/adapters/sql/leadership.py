@@ -118,11 +118,17 @@ class PgLeadership:
         link's lock, so its writer is deposed. A leader paused while the server was
         sending it a result (a relay's batch of envelopes, say) is neither idle in its
         transaction nor cancellable by a statement timeout: its row lock would hold the
-        takeover until the process woke or died."""
+        takeover until the process woke or died. Ending another session takes the same
+        database role (or membership of ``pg_signal_backend``).
+
+        The row's ``xmax`` names the transaction that locked it: ``fence`` is a plain
+        UPDATE, and nothing else locks the row (no foreign key, no ``FOR SHARE``), so it is
+        never a multixact. That transaction's holder has the exclusive lock on its id."""
         holders = conn.execute(
             text(
                 "SELECT l.pid FROM link_lease t JOIN pg_locks l "
-                "ON l.locktype = 'transactionid' AND l.transactionid = t.xmax AND l.granted "
+                "ON l.locktype = 'transactionid' AND l.transactionid = t.xmax "
+                "AND l.mode = 'ExclusiveLock' AND l.granted "
                 "WHERE t.link = :link AND l.pid <> pg_backend_pid()"
             ),
             {"link": self.link},
@@ -135,7 +141,8 @@ class PgLeadership:
                         "deposed_writer_ended", link=self.link, pid=pid, ended=ended.scalar()
                     )
             except DBAPIError as exc:
-                log.warning("deposed_writer_not_ended", link=self.link, pid=pid, error=str(exc))
+                # The takeover then waits on the row, as long as that writer stays paused.
+                log.error("deposed_writer_not_ended", link=self.link, pid=pid, error=str(exc))
 
     async def holds(self) -> bool:
         """Whether we still lead: our lock session answers and the epoch is still ours.
