@@ -20,10 +20,11 @@ from aiormq.abc import AbstractChannel as Underlay
 
 from eodes_node.adapters.amqp.calls import within
 
-# How old a question asked ahead may be for its settle to take the answer: a batch of a few
-# messages is decided and committed in a few milliseconds, one that waited on the store
-# thread or a lock is asked about again.
-FRESH_S = 0.02
+# How old a question asked ahead may be for its settle to take the answer. A queue deleted
+# after the broker answered goes unseen until the commit; asked at the settle, that window
+# was a round trip (1-7 ms under load), and this keeps it about as short. A batch of a few
+# messages is decided and committed within it; a slower one is asked about again.
+FRESH_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
