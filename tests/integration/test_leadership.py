@@ -5,6 +5,7 @@ silent too long), and a writer fenced out by a takeover writes nothing."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
 from structlog.testing import capture_logs
 
@@ -89,6 +90,18 @@ def inside_a_commit(db: Database) -> Iterator[tuple[Connection, int]]:
     finally:
         paused.invalidate()
         engine.dispose()
+
+
+async def blocked_sending_a_result(db: Database, paused: Connection, pid: int) -> None:
+    """Ask for 64 MB and never read it: the sockets' buffers fill and the server process
+    ``pid`` blocks writing, inside the transaction."""
+    raw = paused.connection.driver_connection
+    assert raw is not None
+    raw.pgconn.send_query(b"SELECT repeat('x', 1048576) FROM generate_series(1, 64)")
+    deadline = time.monotonic() + 10.0
+    while waiting_on(db, pid) != "ClientWrite":
+        assert time.monotonic() < deadline, "the server never blocked writing to it"
+        await asyncio.sleep(0.05)
 
 
 def waiting_on(db: Database, pid: int) -> str | None:
@@ -190,14 +203,8 @@ async def test_a_leader_paused_while_reading_a_result_does_not_hold_the_takeover
     first, second = await instances(), await instances()
     assert await first.leadership.try_lead()
     with inside_a_commit(db) as (paused, paused_pid):
-        raw = paused.connection.driver_connection
-        assert raw is not None
-        # 64 MB asked for and never read: the sockets' buffers fill and the server blocks.
-        raw.pgconn.send_query(b"SELECT repeat('x', 1048576) FROM generate_series(1, 64)")
+        await blocked_sending_a_result(db, paused, paused_pid)
         deadline = time.monotonic() + 10.0
-        while waiting_on(db, paused_pid) != "ClientWrite":
-            assert time.monotonic() < deadline, "the server never blocked writing to it"
-            await asyncio.sleep(0.05)
         await first.leadership.resign()  # its lock session ends, as when it is SIGKILLed
         with capture_logs() as logs:
             await takes_over(second, within=10.0)
@@ -208,6 +215,49 @@ async def test_a_leader_paused_while_reading_a_result_does_not_hold_the_takeover
             assert time.monotonic() < deadline + 10.0, "the paused session was not ended"
             await asyncio.sleep(0.05)
         await second.store.commit(sent("KR-1"))
+
+
+async def test_a_standby_refused_ending_a_deposed_writer_says_so_and_waits_for_it(
+    db: Database, instances: Callable[[], Awaitable[Instance]]
+) -> None:
+    """Ending another role's session is refused (a superuser's, here, to a plain role): the
+    new leader logs it as an error and takes over once that session ends by other means."""
+    first = await instances()
+    assert await first.leadership.try_lead()
+    role, password = f"eodes_standby_{secrets.token_hex(4)}", secrets.token_hex(8)
+    db.admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    grants = make_engine(db.url).execution_options(isolation_level="AUTOCOMMIT")
+    with grants.connect() as conn:
+        conn.execute(text(f"GRANT SELECT, INSERT, UPDATE ON link_lease, outbox TO {role}"))
+    url = make_url(db.url).set(username=role, password=password)
+    standby = PgLeadership(
+        url.render_as_string(hide_password=False),
+        LINK,
+        clock=db.clock,
+        settings=StoreSettings(standby_poll_s=POLL_S),
+    )
+    try:
+        with inside_a_commit(db) as (paused, paused_pid), capture_logs() as logs:
+            await blocked_sending_a_result(db, paused, paused_pid)
+            await first.leadership.resign()
+            taking = asyncio.create_task(standby.try_lead())
+            deadline = time.monotonic() + 10.0
+            while not [e for e in logs if e["event"] == "deposed_writer_not_ended"]:
+                assert time.monotonic() < deadline, "the refusal was not logged"
+                await asyncio.sleep(0.05)
+            assert not taking.done()  # waiting on the row the deposed writer holds
+            db.admin.execute("SELECT pg_terminate_backend(%s)", (paused_pid,))
+            assert await asyncio.wait_for(taking, 10.0)
+        [refused] = [e for e in logs if e["event"] == "deposed_writer_not_ended"]
+        assert (refused["log_level"], refused["pid"]) == ("error", paused_pid)
+        assert "superuser" in refused["error"]
+        assert standby.epoch == 2
+    finally:
+        await standby.resign()
+        with grants.connect() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+        grants.dispose()
+        db.admin.execute(f"DROP ROLE {role}")
 
 
 async def test_instances_opening_an_empty_database_at_once_all_succeed(db: Database) -> None:
