@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -487,40 +488,59 @@ async def test_a_hand_off_to_a_deleted_queue_holds_its_delivery_until_the_queue_
     await channel.close()
 
 
-async def test_a_queue_deleted_after_a_hand_off_to_it_refuses_the_next_one(
-    broker: Broker, amqp: tuple[AmqpBroker, Topology]
-) -> None:
-    """A consumer asks whether its last hand-offs' queues exist as soon as it takes the
-    next batch (``QueueProbe.ask_ahead``): the answer is that batch's, not the last one's."""
+async def m2_refused_after_clearance_went(
+    broker: Broker, amqp: tuple[AmqpBroker, Topology], *, while_deciding: bool
+) -> list[MutableMapping[str, Any]]:
+    """m-1 is handed off to clearance; then clearance is deleted (an operator's mistake,
+    under a running node), before m-2 is sent or ``while_deciding`` m-2's batch, which is
+    then slower than an answer stays fresh. m-2's hand-off must be refused and m-2 stay in
+    its queue; returns the logs."""
     adapter, topology = amqp
     queue, clearance = topology.inbound_queue, topology.clearance
     channel = await broker.connection.channel()
     await broker.put(queue, "m-1")
     marks: list[Sequence[int]] = []
+    seen: list[tuple[str | None, bool]] = []
+    sent = [False]
 
     async def published(ids: Sequence[int]) -> None:
         marks.append(ids)
 
-    handler = Handler(lambda *_: None, lambda _: [(len(handler.batches), handoff(clearance))])
-    deleted = [False]
+    async def handler(batch: Sequence[Delivery]) -> Bound:
+        seen.extend((d.message_id, d.redelivered) for d in batch)
+        if while_deciding and seen[-1] == ("m-2", False):
+            await channel.queue_delete(clearance)  # after the question went ahead
+            await asyncio.sleep(3 * FRESH_S)  # the slow batch is the fault itself
+        return [(len(seen), handoff(clearance))]
 
-    async def refused_after_the_deletion() -> bool:
-        if marks == [[1]] and not deleted[0]:
-            await channel.queue_delete(clearance)  # an operator's mistake, under a running node
-            deleted[0] = True
+    async def m2_refused() -> bool:
+        if marks == [[1]] and not sent[0]:
+            sent[0] = True
+            if not while_deciding:
+                await channel.queue_delete(clearance)
             await broker.put(queue, "m-2")
-        return handler.seen("m-2", redelivered=True) >= 1
+        return ("m-2", True) in seen
 
     with capture_logs() as logs:
-        await consume_until(broker, adapter, queue, handler, refused_after_the_deletion, published)
+        await consume_until(broker, adapter, queue, handler, m2_refused, published)
 
     assert marks == [[1]]  # m-2's hand-off never went out
-    refusals = [e for e in logs if e["event"] == "settle_refused"]
-    assert refusals[0]["message_ids"] == ["m-2"]
-    assert f"no queue '{clearance}'" in refusals[0]["reason"]
     assert await broker.ready(queue) == 1  # m-2, back in its queue
     await channel.declare_queue(clearance, durable=True)
     await channel.close()
+    return logs
+
+
+async def test_a_queue_deleted_after_a_hand_off_to_it_refuses_the_next_one(
+    broker: Broker, amqp: tuple[AmqpBroker, Topology]
+) -> None:
+    """A consumer asks whether its last hand-offs' queues exist as soon as it takes the
+    next batch (``QueueProbe.ask_ahead``): the answer is that batch's, not the last one's."""
+    logs = await m2_refused_after_clearance_went(broker, amqp, while_deciding=False)
+
+    refusals = [e for e in logs if e["event"] == "settle_refused"]
+    assert refusals[0]["message_ids"] == ["m-2"]
+    assert f"no queue '{amqp[1].clearance}'" in refusals[0]["reason"]
 
 
 async def test_a_queue_deleted_while_a_slow_batch_is_decided_refuses_its_hand_off(
@@ -528,36 +548,7 @@ async def test_a_queue_deleted_while_a_slow_batch_is_decided_refuses_its_hand_of
 ) -> None:
     """The question sent ahead when the batch was taken is older than ``FRESH_S`` by the
     settle of a slow batch: the settle asks again, and finds the queue gone."""
-    adapter, topology = amqp
-    queue, clearance = topology.inbound_queue, topology.clearance
-    channel = await broker.connection.channel()
-    await broker.put(queue, "m-1")
-    marks: list[Sequence[int]] = []
-    seen: list[tuple[str | None, bool]] = []
-
-    async def published(ids: Sequence[int]) -> None:
-        marks.append(ids)
-
-    async def slow_on_m2(batch: Sequence[Delivery]) -> Bound:
-        seen.extend((d.message_id, d.redelivered) for d in batch)
-        if seen[-1] == ("m-2", False):
-            await channel.queue_delete(clearance)  # after the question went ahead
-            await asyncio.sleep(3 * FRESH_S)  # a batch slower than an answer stays fresh
-        return [(len(seen), handoff(clearance))]
-
-    async def m2_refused() -> bool:
-        if marks == [[1]] and not sent[0]:
-            sent[0] = True
-            await broker.put(queue, "m-2")
-        return ("m-2", True) in seen
-
-    sent = [False]
-    await consume_until(broker, adapter, queue, slow_on_m2, m2_refused, published)
-
-    assert marks == [[1]]  # m-2's hand-off never went out
-    assert await broker.ready(queue) == 1  # m-2, back in its queue
-    await channel.declare_queue(clearance, durable=True)
-    await channel.close()
+    await m2_refused_after_clearance_went(broker, amqp, while_deciding=True)
 
 
 async def test_a_failing_publication_mark_does_not_stop_the_consumer(
